@@ -1,0 +1,14 @@
+# Set-up, tests and the main job. Works as root (installs Debian data sets too) or in a venv.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+
+.PHONY: setup test test-all quickstart
+
+setup:
+	bash scripts/setup.sh
+
+test: setup
+	$(PYTHON) -m pytest -q -n 2 tests
+
+test-all: setup
+	$(PYTHON) -m pytest -q -n 2 -m "" tests

@@ -1,0 +1,197 @@
+"""Immutable decode plans: every per-step count of a MaGNeTS decode as a static Python int.
+
+A plan fixes, for each of the K parallel-decoding steps, the nested factor p, how many
+tokens are masked at its input/output, whether the K/V cache is refreshed, how many
+positions the transformer processes, and whether classifier-free guidance runs.
+The XLA decoder unrolls these steps; the `exact` GFLOPs model reads the same counts.
+"""
+import dataclasses
+import math
+
+import gin
+
+MASK_SCHEDULES = {
+    # Fraction of generated tokens still masked after a fraction t of the steps.
+    "cosine": lambda t: math.cos(math.pi / 2 * t),
+    "linear": lambda t: 1.0 - t,
+    "square": lambda t: 1.0 - t * t,
+    "arccos": lambda t: math.acos(t) / (math.pi / 2),
+}
+REFRESH_POLICIES = ("model_change", "every_step", "never")
+LAMBDA_POLICIES = ("linear", "constant")
+
+
+def parse_model_schedule(text):
+    """'8:3,4:3,2:3,1:3' -> ((8, 3), (4, 3), (2, 3), (1, 3)); ValueError on bad syntax."""
+    if not isinstance(text, str):
+        return tuple((int(p), int(k)) for p, k in text)
+    pairs = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            p, k = item.split(":")
+            pairs.append((int(p), int(k)))
+        except ValueError:
+            raise ValueError(f"bad model schedule entry {item!r} in {text!r}: expected "
+                             f"'factor:steps', e.g. '8:3,4:3,2:3,1:3'") from None
+    if not pairs:
+        raise ValueError(f"empty model schedule {text!r}")
+    return tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodePlan:
+    """A fully static decode plan (build it with `make_plan`)."""
+
+    num_tokens: int                 # grid tokens N (condition tokens included)
+    num_condition_tokens: int       # leading grid tokens that are given, never masked
+    num_steps: int                  # K
+    mask_schedule: str
+    model_schedule: tuple           # ((p, k), ...)
+    use_cache: bool
+    refresh: str
+    guidance_scale: float
+    guidance_steps: int             # G: guidance on the last G steps
+    guidance_lambda: str
+    temperature_bias: float
+    temperature_scale: float
+    mask_temperature: float
+    # Derived per-step tuples (length K).
+    factors: tuple
+    masked_in: tuple                # M_k: generated tokens masked at the input of step k
+    masked_out: tuple               # M_{k+1}
+    refresh_steps: tuple            # bool: all positions processed at this step
+    num_processed: tuple            # positions (class + grid) the transformer runs on
+    guided: tuple                   # bool: classifier-free guidance at this step
+
+    @property
+    def num_generated(self):
+        return self.num_tokens - self.num_condition_tokens
+
+    @property
+    def sequence_length(self):
+        return 1 + self.num_tokens
+
+    def temperature(self, step):
+        """Sampling temperature of step k: bias + scale * (1 - (k+1)/K) (paper eq. 5).
+
+        0 means greedy (argmax) sampling."""
+        return self.temperature_bias + self.temperature_scale * (1 - (step + 1) / self.num_steps)
+
+    def mask_noise(self, step):
+        """Gumbel scale for choosing what stays masked: mtemp * (1 - (k+1)/K)."""
+        return self.mask_temperature * (1 - (step + 1) / self.num_steps)
+
+    def guidance_weight(self, step):
+        """lambda * gs of eq. 4; lambda grows with the unmasked fraction ('linear')."""
+        if not self.guided[step]:
+            return 0.0
+        if self.guidance_lambda == "constant":
+            return self.guidance_scale
+        unmasked = 1.0 - self.masked_in[step] / self.num_generated
+        return self.guidance_scale * unmasked
+
+    def uncond_refresh_steps(self):
+        """Steps where the unconditional branch processes every position.
+
+        Its cache is empty before its first guided step, so that step is a full pass
+        even where the conditional branch reads its cache.
+        """
+        first = self.num_steps - self.guidance_steps
+        return tuple(g and (r or k == first or not self.use_cache)
+                     for k, (g, r) in enumerate(zip(self.guided, self.refresh_steps)))
+
+    def uncond_num_processed(self):
+        """Positions the unconditional branch processes per step (0 where unguided)."""
+        return tuple(0 if not g else (self.sequence_length if r else n)
+                     for g, r, n in zip(self.guided, self.uncond_refresh_steps(),
+                                        self.num_processed))
+
+    def describe(self):
+        """One line per step, for logs and tools."""
+        rows = ["step factor masked_in masked_out processed refresh guided"]
+        for k in range(self.num_steps):
+            rows.append(f"{k:4d} {self.factors[k]:6d} {self.masked_in[k]:9d} "
+                        f"{self.masked_out[k]:10d} {self.num_processed[k]:9d} "
+                        f"{int(self.refresh_steps[k]):7d} {int(self.guided[k]):6d}")
+        return "\n".join(rows)
+
+
+@gin.configurable
+def make_plan(num_tokens, num_steps=12, model_schedule=((8, 3), (4, 3), (2, 3), (1, 3)),
+              num_condition_tokens=0, mask_schedule="cosine", use_cache=True,
+              refresh="model_change", guidance_scale=0.0, guidance_steps=0,
+              guidance_lambda="linear", temperature_bias=0.5, temperature_scale=0.8,
+              mask_temperature=5.0, available_factors=(1, 2, 4, 8)):
+    """Validates a decode configuration and derives its static per-step counts."""
+    num_tokens, num_steps = int(num_tokens), int(num_steps)
+    num_condition_tokens = int(num_condition_tokens)
+    if num_tokens <= 0:
+        raise ValueError(f"num_tokens must be positive, got {num_tokens}")
+    if not 0 <= num_condition_tokens < num_tokens:
+        raise ValueError(f"num_condition_tokens={num_condition_tokens} must be in "
+                         f"[0, num_tokens={num_tokens})")
+    generated = num_tokens - num_condition_tokens
+    if not 1 <= num_steps <= generated:
+        raise ValueError(f"num_steps={num_steps} must be in [1, {generated}] (one token "
+                         f"at least is unmasked per step)")
+    if mask_schedule not in MASK_SCHEDULES:
+        raise ValueError(f"unknown mask_schedule {mask_schedule!r}; known: {sorted(MASK_SCHEDULES)}")
+    if refresh not in REFRESH_POLICIES:
+        raise ValueError(f"unknown refresh policy {refresh!r}; known: {REFRESH_POLICIES}")
+    if guidance_lambda not in LAMBDA_POLICIES:
+        raise ValueError(f"unknown guidance_lambda {guidance_lambda!r}; known: {LAMBDA_POLICIES}")
+    model_schedule = parse_model_schedule(model_schedule)
+    available = tuple(int(f) for f in available_factors)
+    for p, k in model_schedule:
+        if p not in available:
+            raise ValueError(f"model schedule factor {p} is not one of the model's "
+                             f"factors {available}")
+        if k < 0:
+            raise ValueError(f"model schedule step count must be >= 0, got {p}:{k}")
+    if sum(k for _, k in model_schedule) != num_steps:
+        raise ValueError(f"model schedule {model_schedule} covers "
+                         f"{sum(k for _, k in model_schedule)} steps, but num_steps={num_steps}")
+    guidance_steps = int(guidance_steps)
+    if not 0 <= guidance_steps <= num_steps:
+        raise ValueError(f"guidance_steps={guidance_steps} must be in [0, num_steps={num_steps}]")
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+    if guidance_steps and guidance_scale == 0:
+        guidance_steps = 0  # Guidance with zero weight is a no-op: skip its compute.
+    for name, value in dict(temperature_bias=temperature_bias,
+                            temperature_scale=temperature_scale,
+                            mask_temperature=mask_temperature).items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+    factors = tuple(p for p, k in model_schedule for _ in range(k))
+    ratio = MASK_SCHEDULES[mask_schedule]
+    masked_in, masked_out = [], []
+    remaining = generated
+    for k in range(num_steps):
+        masked_in.append(remaining)
+        if k == num_steps - 1:
+            nxt = 0
+        else:
+            nxt = math.floor(generated * ratio((k + 1) / num_steps))
+            # At least one token is unmasked per step and one left for each later step.
+            nxt = max(min(nxt, remaining - 1), num_steps - 1 - k)
+        masked_out.append(nxt)
+        remaining = nxt
+
+    seq = 1 + num_tokens
+    refresh_steps, processed = [], []
+    for k in range(num_steps):
+        full = (not use_cache or k == 0 or refresh == "every_step"
+                or (refresh == "model_change" and factors[k] != factors[k - 1]))
+        refresh_steps.append(full)
+        processed.append(seq if full else masked_in[k - 1])
+    guided = tuple(k >= num_steps - guidance_steps for k in range(num_steps))
+    return DecodePlan(
+        num_tokens=num_tokens, num_condition_tokens=num_condition_tokens, num_steps=num_steps,
+        mask_schedule=mask_schedule, model_schedule=model_schedule, use_cache=bool(use_cache),
+        refresh=refresh, guidance_scale=float(guidance_scale), guidance_steps=guidance_steps,
+        guidance_lambda=guidance_lambda, temperature_bias=float(temperature_bias),
+        temperature_scale=float(temperature_scale), mask_temperature=float(mask_temperature),
+        factors=factors, masked_in=tuple(masked_in), masked_out=tuple(masked_out),
+        refresh_steps=tuple(refresh_steps), num_processed=tuple(processed), guided=guided)

@@ -1,0 +1,1 @@
+"""Evaluation: FLOPs accounting, quality metrics, benchmarks."""

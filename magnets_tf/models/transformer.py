@@ -1,0 +1,184 @@
+"""The MaskGIT bidirectional transformer (post-LN BERT), callable at any nested factor p.
+
+Sequence layout: [class token, num_tokens grid tokens]; the first `num_condition_tokens`
+grid tokens are given conditions (e.g. the first frames in frame prediction).
+Vocabulary layout: [0, codebook) codes | classes | null class (CFG) | mask.
+"""
+import keras
+import tensorflow as tf
+
+from magnets_tf.layers.block import LAYER_NORM_EPSILON, NestedTransformerBlock
+from magnets_tf.layers.mlp import gelu_tanh
+from magnets_tf.layers.nested import DEFAULT_FACTORS, nested_width, validate_factors
+
+_INIT = keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+class MaskGitTransformer(keras.Model):
+    """Nested MaskGIT transformer; every sub-model p shares these weights."""
+
+    def __init__(self, num_layers, hidden_size, num_heads, mlp_dim, codebook_size,
+                 num_classes, num_tokens, num_condition_tokens=0, factors=DEFAULT_FACTORS,
+                 dropout=0.1, attention_dropout=0.1, head_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in dict(num_layers=num_layers, hidden_size=hidden_size,
+                                num_heads=num_heads, mlp_dim=mlp_dim,
+                                codebook_size=codebook_size, num_tokens=num_tokens).items():
+            if int(value) <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if int(num_classes) < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes!r}")
+        if not 0 <= int(num_condition_tokens) < int(num_tokens):
+            raise ValueError(f"num_condition_tokens={num_condition_tokens} must be in "
+                             f"[0, num_tokens={num_tokens})")
+        if head_dim is None and hidden_size % num_heads:
+            raise ValueError(f"num_heads={num_heads} does not divide hidden_size={hidden_size}")
+        self.num_layers = int(num_layers)
+        self.hidden_size = int(hidden_size)
+        self.num_heads = int(num_heads)
+        # head_dim defaults to d/H; standalone copies of sub-models set it to dh/p.
+        self.head_dim = int(head_dim) if head_dim else self.hidden_size // self.num_heads
+        self.mlp_dim = int(mlp_dim)
+        self.codebook_size = int(codebook_size)
+        self.num_classes = int(num_classes)
+        self.num_tokens = int(num_tokens)
+        self.num_condition_tokens = int(num_condition_tokens)
+        self.factors = validate_factors(factors, head_dim=self.head_dim, mlp_dim=self.mlp_dim)
+        self.dropout_rate = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+
+        self.token_embedding = keras.layers.Embedding(
+            self.vocab_size, self.hidden_size, embeddings_initializer=_INIT,
+            name="token_embedding")
+        self.embedding_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
+                                                              name="embedding_norm")
+        self.embedding_dropout = keras.layers.Dropout(self.dropout_rate)
+        self.blocks = [
+            NestedTransformerBlock(self.hidden_size, self.num_heads, self.mlp_dim,
+                                   factors=self.factors, dropout=self.dropout_rate,
+                                   attention_dropout=self.attention_dropout,
+                                   head_dim=self.head_dim, name=f"block_{i}")
+            for i in range(self.num_layers)]
+        self.head_dense = keras.layers.Dense(self.hidden_size, kernel_initializer=_INIT,
+                                             name="head_dense")
+        self.head_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
+                                                         name="head_norm")
+
+    # Vocabulary and sequence layout.
+    @property
+    def vocab_size(self):
+        return self.codebook_size + self.num_classes + 2
+
+    @property
+    def null_class_id(self):
+        return self.codebook_size + self.num_classes
+
+    @property
+    def mask_token_id(self):
+        return self.codebook_size + self.num_classes + 1
+
+    @property
+    def sequence_length(self):
+        return 1 + self.num_tokens
+
+    def class_token_ids(self, class_ids):
+        """Vocabulary ids of class labels (the null class id passes through unchanged)."""
+        class_ids = tf.cast(class_ids, tf.int32)
+        return tf.where(class_ids == self.null_class_id, class_ids, class_ids + self.codebook_size)
+
+    def input_ids(self, grid_tokens, class_ids):
+        """[B, 1+N] sequence from grid tokens [B, N] (codes or mask id) and class ids [B]."""
+        return tf.concat([self.class_token_ids(class_ids)[:, None],
+                          tf.cast(grid_tokens, tf.int32)], axis=1)
+
+    def build(self, input_shape=None):
+        self.token_embedding.build((None, None))
+        self.position_embedding = self.add_weight(
+            name="position_embedding", shape=(self.sequence_length, self.hidden_size),
+            initializer=_INIT)
+        shape = (None, None, self.hidden_size)
+        self.embedding_norm.build(shape)
+        for block in self.blocks:
+            block.build(shape)
+        self.head_dense.build(shape)
+        self.head_norm.build(shape)
+        self.head_bias = self.add_weight(name="head_bias", shape=(self.codebook_size,),
+                                         initializer="zeros")
+        self.built = True
+
+    def embed(self, token_ids, positions=None, training=False):
+        """Token + position embedding (then LN, dropout) of ids at positions [B, Q]."""
+        if positions is None:
+            pos = self.position_embedding[: tf.shape(token_ids)[1]][None]
+        else:
+            pos = tf.gather(self.position_embedding, tf.cast(positions, tf.int32))
+        x = self.token_embedding(token_ids) + tf.cast(pos, self.compute_dtype)
+        return self.embedding_dropout(self.embedding_norm(x), training=training)
+
+    def forward(self, token_ids, factor=1, positions=None, kv_caches=None, training=False):
+        """Runs the blocks of sub-model `factor` on tokens at `positions`.
+
+        Returns (hidden [B, Q, d], [(k, v) per layer]); with `kv_caches` the tokens'
+        fresh K/V are written into the per-layer buffers at `positions` (see
+        `NestedSelfAttention`). Without positions the tokens are positions 0..Q-1.
+        """
+        if not self.built:
+            self.build()
+        nested_width(self.head_dim, factor, self.factors)
+        if kv_caches is not None and len(kv_caches) != self.num_layers:
+            raise ValueError(f"kv_caches has {len(kv_caches)} entries, expected one per layer "
+                             f"({self.num_layers})")
+        if kv_caches is not None and positions is None:
+            raise ValueError("kv_caches needs positions [B, Q] of the processed tokens")
+        x = self.embed(token_ids, positions, training=training)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            cache = None if kv_caches is None else kv_caches[i]
+            x, kv = block(x, factor=factor, kv_cache=cache,
+                          query_positions=positions if cache is not None else None,
+                          training=training)
+            new_caches.append(kv)
+        return x, new_caches
+
+    def logits(self, hidden):
+        """MLM head tied to the code embeddings: logits over the codebook only."""
+        x = self.head_norm(gelu_tanh(self.head_dense(hidden)))
+        codes = tf.cast(self.token_embedding.embeddings[: self.codebook_size], x.dtype)
+        return tf.matmul(x, codes, transpose_b=True) + tf.cast(self.head_bias, x.dtype)
+
+    def call(self, token_ids, factor=1, training=False):
+        """token_ids [B, 1+N] -> logits [B, N, codebook_size] of the grid tokens."""
+        if token_ids.shape[-1] is not None and token_ids.shape[-1] != self.sequence_length:
+            raise ValueError(f"expected token_ids of length 1+num_tokens={self.sequence_length}, "
+                             f"got shape {tuple(token_ids.shape)}")
+        hidden, _ = self.forward(token_ids, factor, training=training)
+        return self.logits(hidden[:, 1:])
+
+    def num_params(self, factor=1):
+        """Parameters that sub-model `factor` uses (shared embeddings, norms, head counted)."""
+        if not self.built:
+            self.build()
+        nested_width(self.head_dim, factor, self.factors)
+        total = 0
+        nested_ids = set()
+        for block in self.blocks:
+            for dense in (block.attention.query, block.attention.key, block.attention.value,
+                          block.attention.output_dense, block.mlp.intermediate,
+                          block.mlp.output_dense):
+                kernel, bias = dense.sliced_weights(factor)
+                total += int(tf.size(kernel)) + (int(tf.size(bias)) if bias is not None else 0)
+                nested_ids.update(id(w) for w in dense.weights)
+        total += sum(int(tf.size(w)) for w in self.weights if id(w) not in nested_ids)
+        return total
+
+    def get_config(self):
+        return dict(name=self.name, num_layers=self.num_layers, hidden_size=self.hidden_size,
+                    num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                    codebook_size=self.codebook_size, num_classes=self.num_classes,
+                    num_tokens=self.num_tokens, num_condition_tokens=self.num_condition_tokens,
+                    factors=self.factors, dropout=self.dropout_rate,
+                    attention_dropout=self.attention_dropout, head_dim=self.head_dim)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

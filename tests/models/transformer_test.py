@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magnets_tf.models.presets import build_transformer
+from magnets_tf.models.transformer import MaskGitTransformer
+
+CODES, CLASSES, TOKENS = 32, 5, 16
+
+
+def _model(**kwargs):
+    kwargs = dict(dict(codebook_size=CODES, num_classes=CLASSES, num_tokens=TOKENS,
+                       dropout=0.0, attention_dropout=0.0), **kwargs)
+    return build_transformer("tiny", **kwargs)
+
+
+def _slice_by_contract(path, value, p):
+    """DESIGN.md section 4, written independently of the layers' own slicing."""
+    if path.endswith(("query/kernel", "key/kernel", "value/kernel", "query/bias", "key/bias",
+                      "value/bias")):
+        return value[..., : value.shape[-1] // p]
+    if path.endswith("attention/output/kernel"):
+        return value[:, : value.shape[1] // p, :]
+    if path.endswith("mlp/intermediate/kernel"):
+        return value[:, : value.shape[1] // p]
+    if path.endswith("mlp/intermediate/bias"):
+        return value[: value.shape[0] // p]
+    if path.endswith("mlp/output/kernel"):
+        return value[: value.shape[0] // p]
+    return value
+
+
+def _tokens(model, batch=3, seed=0):
+    rng = np.random.RandomState(seed)
+    grid = rng.randint(0, CODES, size=(batch, TOKENS))
+    grid[rng.rand(batch, TOKENS) < 0.5] = model.mask_token_id
+    labels = rng.randint(0, CLASSES, size=batch)
+    return model.input_ids(tf.constant(grid), tf.constant(labels))
+
+
+@pytest.mark.parametrize("p", [1, 2, 4, 8])
+def test_submodel_equals_standalone_model_with_sliced_weights(p):
+    model = _model()
+    standalone = MaskGitTransformer(
+        num_layers=model.num_layers, hidden_size=model.hidden_size, num_heads=model.num_heads,
+        head_dim=model.head_dim // p, mlp_dim=model.mlp_dim // p, codebook_size=CODES,
+        num_classes=CLASSES, num_tokens=TOKENS, factors=(1,), dropout=0.0,
+        attention_dropout=0.0, name="standalone")
+    standalone.build()
+    full = {v.path.split("/", 1)[1]: v.numpy() for v in model.weights}
+    for var in standalone.weights:
+        key = var.path.split("/", 1)[1]
+        var.assign(_slice_by_contract(key, full[key], p))
+    ids = _tokens(model)
+    np.testing.assert_allclose(model(ids, factor=p).numpy(), standalone(ids).numpy(), atol=2e-5)
+    assert standalone.num_params() == model.num_params(p)
+
+
+def test_submodels_differ_and_share_weights():
+    model = _model()
+    ids = _tokens(model)
+    outs = [model(ids, factor=p).numpy() for p in (1, 2, 4, 8)]
+    for a, b in zip(outs, outs[1:]):
+        assert not np.allclose(a, b)
+    assert len(model.trainable_weights) == len(_model().trainable_weights)
+
+
+def test_parameter_counts_fall_near_linearly():
+    model = build_transformer("S", codebook_size=1024, num_classes=1000, num_tokens=256)
+    shared = model.num_params(1) - 12 * (4 * 384 * 384 + 2 * 384 * 1536)
+    counts = [model.num_params(p) for p in (1, 2, 4, 8)]
+    for p, n in zip((1, 2, 4, 8), counts):
+        nested = n - shared
+        assert abs(nested - 12 * (4 * 384 * 384 + 2 * 384 * 1536) / p) < 12 * 4000
+    assert counts[0] > 1.8 * counts[1] > 1.8 * 1.6 * counts[2]
+    assert 21e6 < counts[0] < 23e6  # the paper's S has 22M parameters
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_cached_forward_of_subset_equals_full_forward(p):
+    model = _model()
+    ids = _tokens(model)
+    hidden, caches = model.forward(ids, factor=p)
+    positions = tf.constant([[0, 3, 9, 16], [2, 5, 6, 7], [1, 10, 11, 12]])
+    sub_ids = tf.gather(ids, positions, batch_dims=1)
+    garbage = [(tf.random.normal(k.shape), tf.random.normal(v.shape)) for k, v in caches]
+    onehot = tf.reduce_sum(tf.one_hot(positions, TOKENS + 1), 1)[..., None, None] > 0
+    buffers = [(tf.where(onehot, gk, k), tf.where(onehot, gv, v))
+               for (k, v), (gk, gv) in zip(caches, garbage)]
+    sub_hidden, new_caches = model.forward(sub_ids, factor=p, positions=positions,
+                                           kv_caches=buffers)
+    np.testing.assert_allclose(sub_hidden.numpy(),
+                               tf.gather(hidden, positions, batch_dims=1).numpy(), atol=2e-5)
+    for (k, v), (k2, v2) in zip(caches, new_caches):
+        np.testing.assert_allclose(k2.numpy(), k.numpy(), atol=2e-5)
+
+
+def test_vocabulary_layout():
+    model = _model()
+    assert model.vocab_size == CODES + CLASSES + 2
+    assert model.null_class_id == CODES + CLASSES
+    assert model.mask_token_id == CODES + CLASSES + 1
+    ids = model.class_token_ids(tf.constant([0, 4, model.null_class_id]))
+    np.testing.assert_array_equal(ids.numpy(), [CODES, CODES + 4, CODES + CLASSES])
+    assert model(_tokens(model)).shape == (3, TOKENS, CODES)
+
+
+def test_dropout_only_in_training():
+    model = _model(dropout=0.3)
+    ids = _tokens(model)
+    assert np.allclose(model(ids).numpy(), model(ids).numpy())
+    assert not np.allclose(model(ids).numpy(), model(ids, training=True).numpy())
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="num_condition_tokens=16"):
+        _model(num_condition_tokens=16)
+    with pytest.raises(ValueError, match="codebook_size must be a positive int"):
+        _model(codebook_size=0)
+    with pytest.raises(ValueError, match="factor 3 does not divide"):
+        _model(factors=(1, 3))
+    model = _model()
+    with pytest.raises(ValueError, match="length 1\\+num_tokens=17"):
+        model(tf.zeros([2, 10], tf.int32))
+    with pytest.raises(ValueError, match="not one of the configured factors"):
+        model(_tokens(model), factor=16)
+    with pytest.raises(ValueError, match="one per layer"):
+        model.forward(_tokens(model), positions=tf.zeros([3, 17], tf.int32), kv_caches=[])
+
+
+def test_config_round_trip_and_weights_transfer():
+    model = _model(num_condition_tokens=4, factors=(1, 2))
+    clone = MaskGitTransformer.from_config(model.get_config())
+    clone.build()
+    clone.set_weights(model.get_weights())
+    ids = _tokens(model)
+    np.testing.assert_allclose(clone(ids, factor=2).numpy(), model(ids, factor=2).numpy())
+    assert clone.get_config() == model.get_config()
