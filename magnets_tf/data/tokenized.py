@@ -273,9 +273,9 @@ def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
     first pass. `input_context` (from distribute_datasets_from_function) gives each input
     pipeline its own part of the shards; batch_size is then the per-replica batch.
 
-    The example order is a pure function of `seed`: epoch e is shuffled with its own seed,
-    so `skip_examples` (examples this pipeline already consumed, e.g. step * batch on a
-    resumed run) restarts exactly where an uninterrupted run would be, skipping whole
+    The example order is a pure function of `seed`: epoch e permutes blocks of
+    `shuffle_buffer` records with its own stateless seed, so `skip_examples` (examples
+    this pipeline already consumed, e.g. step * batch on a resumed run) restarts exactly where an uninterrupted run would be, skipping whole
     epochs without reading them.
     """
     if int(batch_size) <= 0:
@@ -304,10 +304,18 @@ def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
     skip_examples = int(skip_examples)
 
     def epoch(index):
+        """Epoch `index`: blocks of `buffer` records, each permuted by stateless keys of
+        (seed, epoch, block), so no op depends on TF's global seed or iteration state."""
         if not shuffle:
             return records
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + index
-        return records.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+
+        def permute(block_index, block):
+            seed_pair = tf.stack([tf.cast(seed, tf.int64),
+                                  tf.cast(index, tf.int64) * 1_000_003 + block_index])
+            keys = tf.random.stateless_uniform(tf.shape(block)[:1], seed=seed_pair)
+            return tf.gather(block, tf.argsort(keys))
+
+        return records.batch(buffer).enumerate().map(permute).unbatch()
 
     if repeat:
         first_epoch = skip_examples // epoch_size

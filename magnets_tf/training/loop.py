@@ -105,6 +105,7 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
     if jit_compile == "auto":
         jit_compile = distribute.default_jit_compile(strategy)
 
+    keras.utils.set_random_seed(seed)  # Same seed, same initial weights.
     with strategy.scope():
         transformer = build_transformer(codebook_size=metadata["codebook_size"],
                                         num_classes=metadata["num_classes"],
