@@ -14,6 +14,10 @@ from absl import logging
 from magnets_tf.training import preview
 
 
+class NonFiniteLossError(RuntimeError):
+    """Loss or weights became NaN/Inf; the last good checkpoint was left untouched."""
+
+
 class ProgressLogger(keras.callbacks.Callback):
     """tqdm progress bar plus an absl log line every `log_every` steps."""
 
@@ -86,12 +90,14 @@ class ScalarSummaries(keras.callbacks.Callback):
 class CheckpointSaver(keras.callbacks.Callback):
     """Saves the training state every `every` steps and at the end; `on_save(step)` after.
 
-    The loop raises on a non-finite loss before callbacks run, so a bad step never
-    reaches the checkpoint.
+    The loop raises on a non-finite loss before callbacks run, and before saving the
+    weights are checked too (a finite loss can still produce a NaN update), so a bad step
+    never overwrites the last good checkpoint.
     """
 
-    def __init__(self, manager, every, total_steps, on_save=None):
+    def __init__(self, manager, every, total_steps, on_save=None, weights=()):
         super().__init__()
+        self.weights = list(weights)
         self.manager = manager
         self.every = int(every)
         self.total_steps = int(total_steps)
@@ -99,6 +105,12 @@ class CheckpointSaver(keras.callbacks.Callback):
 
     def on_train_batch_end(self, step, logs=None):
         if (self.every and step % self.every == 0) or step == self.total_steps:
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights])
+            if not bool(finite):
+                raise NonFiniteLossError(
+                    f"weights became NaN/Inf at step {step}: training stopped. The last "
+                    f"good checkpoint ({self.manager.latest_checkpoint or 'none'}) was not "
+                    f"overwritten; lower the learning rate or check the data, then restart")
             self.manager.save(checkpoint_number=step)
             if self.on_save is not None:
                 self.on_save(step)

@@ -34,15 +34,17 @@ OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/Inf; the last good checkpoint was left untouched."""
-
+NonFiniteLossError = callbacks_lib.NonFiniteLossError
 
 def _variables_by_path(variables, owner):
-    """{unique path: tf.Variable} so tf.train.Checkpoint tracks every (nested) variable."""
+    """{path: tf.Variable} so tf.train.Checkpoint tracks every (nested) variable.
+
+    The leading path component (the object's auto-numbered name, e.g. "adam_w_2") is
+    dropped so keys do not depend on how many objects a process created before.
+    """
     table = {}
     for variable in variables:
-        key = variable.path
+        key = variable.path.split("/", 1)[-1]
         if key in table:
             raise ValueError(f"{owner} has two variables with path {key!r}")
         table[key] = variable.value if isinstance(variable, keras.Variable) else variable
@@ -160,7 +162,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
 
     scalars = callbacks_lib.ScalarSummaries(
         writer, log_every, optimizer.schedule, batch_size)
-    callbacks = [callbacks_lib.CheckpointSaver(manager, checkpoint_every, train_steps, export),
+    callbacks = [callbacks_lib.CheckpointSaver(manager, checkpoint_every, train_steps, export,
+                                               transformer.trainable_variables),
                  scalars]
     if sample_every:
         num_classes = transformer.num_classes
