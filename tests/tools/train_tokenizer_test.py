@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 _TINY = ["--gin_bindings=build_vqgan.filters=8",
@@ -20,6 +22,7 @@ def _run(*args):
                            "--noprogress", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # Two tool runs with training and a 1000-image evaluation.
 def test_trains_saves_and_reports_metrics(tmp_path):
     model_dir = tmp_path / "tok"
     out = _run(f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
