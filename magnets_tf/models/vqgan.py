@@ -270,8 +270,9 @@ class VectorQuantizer(keras.layers.Layer):
             name="codebook", shape=(self.codebook_size, self.embedding_dim),
             initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "uniform"))
         # Decayed count of assignments per code (training statistic, not a parameter).
+        # Starts at zero, so codes never chosen before the first restart are restarted.
         self.usage = self.add_weight(name="usage", shape=(self.codebook_size,),
-                                     initializer="ones", trainable=False)
+                                     initializer="zeros", trainable=False)
         self.built = True
 
     def nearest_codes(self, z):
