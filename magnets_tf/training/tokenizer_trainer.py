@@ -158,7 +158,8 @@ class TokenizerTrainer:
                  + self.quantizer_weight * out["quantizer_loss"])
         return dict(total_loss=total, l2_loss=l2, l1_loss=l1,
                     codebook_loss=out["codebook_loss"],
-                    commitment_loss=out["commitment_loss"])
+                    commitment_loss=out["commitment_loss"],
+                    batch_codebook_usage=out["batch_codebook_usage"])
 
     def _step(self, images):
         gan_on = tf.cast(self.step >= self.gan_start_step, tf.float32)
@@ -195,9 +196,11 @@ class TokenizerTrainer:
         return losses, out["reconstruction"]
 
     def usage_fraction(self):
-        """Fraction of codes whose running usage is at least 1% of the mean usage."""
+        """Fraction of codes whose running (decayed) usage is at least `restart_fraction`
+        of the mean: the codes that are not candidates for a restart."""
         usage = self.model.quantizer.usage
-        return float(tf.reduce_mean(tf.cast(usage >= 0.01 * tf.reduce_mean(usage), tf.float32)))
+        alive = usage >= self.restart_fraction * tf.reduce_mean(usage)
+        return float(tf.reduce_mean(tf.cast(alive, tf.float32)))
 
     def restore(self):
         """Restores the newest checkpoint if any; returns the step reached."""
@@ -229,14 +232,14 @@ class TokenizerTrainer:
                     bar.update(1)
                 if step % self.log_every == 0 or step == self.num_steps:
                     values = {k: float(v) for k, v in losses.items()}
-                    values["codebook_usage"] = self.usage_fraction()
+                    values["codebook_alive_fraction"] = self.usage_fraction()
                     values["learning_rate"] = float(self.optimizer.learning_rate)
                     values["steps_per_second"] = (step - start) / max(time.time() - begin, 1e-6)
                     for name, value in values.items():
                         tf.summary.scalar(name, value, step=step)
                     if bar is not None:
                         bar.set_postfix(l2=f"{values['l2_loss']:.4f}",
-                                        usage=f"{values['codebook_usage']:.2f}")
+                                        usage=f"{values['batch_codebook_usage']:.2f}")
                 if step % self.image_every == 0 or step == self.num_steps:
                     n = min(8, int(images.shape[0]))
                     pair = tf.concat([images[:n], tf.clip_by_value(recon[:n], 0.0, 1.0)], 0)
