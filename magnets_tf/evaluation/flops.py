@@ -6,8 +6,8 @@ unfloored cosine counts and doubles every guided step. It reproduces Table 1.
 
 `exact`: the multiply-adds our decoder executes for a `DecodePlan`: Q/K/V/O and MLP at
 the sub-model's width, attention over every cached position at the sliced head dim, the
-MLM head on the processed grid positions, and the unconditional branch's own passes
-(including its first full pass). Both are in GFLOPs = 1e9 multiply-adds, as the paper.
+MLM head on the M_k tokens still masked at the input of step k (the only ones sampled),
+and the unconditional branch's own passes (including its first full pass). Both are in GFLOPs = 1e9 multiply-adds, as the paper.
 """
 import dataclasses
 import math
@@ -108,10 +108,10 @@ def exact_gflops(arch, plan: DecodePlan):
 
 
 def _branch_gflops(arch, plan, processed, step):
-    full = processed == plan.sequence_length
-    # The head runs on the processed positions that are generated grid tokens.
-    logits = plan.num_generated if full else processed
-    return exact_pass_gflops(arch, processed, plan.sequence_length, logits, plan.factors[step])
+    # The head runs only on the M_k tokens still masked at the input of the step: the
+    # decoder keeps them as the last M_k processed rows (decoding/decoder.py).
+    return exact_pass_gflops(arch, processed, plan.sequence_length, plan.masked_in[step],
+                             plan.factors[step])
 
 
 def uncached_baseline_plan(plan: DecodePlan, factor=1):
