@@ -71,13 +71,15 @@ def main(argv):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     dataset, split = parse_reference(FLAGS.reference)
+    # Import every configurable before gin parses (gin locks its registry then).
+    from magnets_tf.evaluation import fid, generation
+    from magnets_tf.evaluation.inception import InceptionFeatureExtractor
+    generation.import_configurables()
+
     try:
         gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
-
-    from magnets_tf.evaluation import fid, generation
-    from magnets_tf.evaluation.inception import InceptionFeatureExtractor
 
     try:
         model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)

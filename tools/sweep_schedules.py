@@ -76,18 +76,19 @@ def main(argv):
         done = {row["key"] for row in sweep.read_rows(csv_path)}
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    todo = [p for p in points if p.key not in done]
-    if FLAGS.max_points is not None:
-        todo = todo[:FLAGS.max_points]
-    print(f"{len(points)} points, {len(points) - len([p for p in points if p.key not in done])}"
-          f" already in {csv_path}, evaluating {len(todo)} now")
+    pending = [p for p in points if p.key not in done]
+    todo = pending if FLAGS.max_points is None else pending[:FLAGS.max_points]
+    print(f"{len(points)} points, {len(points) - len(pending)} already in {csv_path}, "
+          f"evaluating {len(todo)} now")
+    # Import every configurable before gin parses (gin locks its registry then).
+    from magnets_tf.evaluation import fid, generation
+    from magnets_tf.evaluation.inception import InceptionFeatureExtractor
+    generation.import_configurables()
+
     try:
         gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
-
-    from magnets_tf.evaluation import fid, generation
-    from magnets_tf.evaluation.inception import InceptionFeatureExtractor
 
     try:
         model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)

@@ -12,6 +12,7 @@ import numpy as np
 import tqdm
 from PIL import Image
 
+from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation import fid
 from magnets_tf.evaluation import flops
 
@@ -163,6 +164,19 @@ class TokenizerDecoder:
         return np.asarray(self.tokenizer.decode(tf.constant(tokens, tf.int32)))
 
 
+def import_configurables():
+    """Imports the modules whose gin configurables the tools' gin files may bind (gin
+    refuses new configurables once it has parsed a config)."""
+    import importlib
+    for name in ("magnets_tf.models.presets", "magnets_tf.models.vqgan",
+                 "magnets_tf.training.trainer", "magnets_tf.training.tokenizer_trainer",
+                 "magnets_tf.decoding.decoder"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # reported with a clear message when the module is actually needed
+
+
 def load_generator(model_dir, tokenizer_dir):
     """(trained MaskGitTransformer, TokenizerDecoder) from training output folders."""
     try:
@@ -183,7 +197,6 @@ def load_generator(model_dir, tokenizer_dir):
 
 def make_model_plan(model, **overrides):
     """`make_plan` for `model`'s grid and factors; other settings from gin/overrides."""
-    from magnets_tf.decoding.schedule import make_plan
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return make_plan(num_tokens=model.num_tokens,
                      num_condition_tokens=model.num_condition_tokens,

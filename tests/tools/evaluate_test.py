@@ -85,3 +85,18 @@ def test_evaluate_and_resumable_sweep(checkpoints, tmp_path):
     assert "evaluating 1 now" in out.stdout
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
     assert len(rows) == 3 and (tmp_path / "sweep" / "sweep.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
+def test_gin_bindings_reach_the_plan(checkpoints, tmp_path):
+    out = _run("evaluate.py", f"--model_dir={checkpoints / 'transformer'}",
+               f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
+               "--num_samples=4", "--batch_size=4", "--jit_compile=false",
+               "--gin_bindings=make_plan.num_steps=3",
+               "--gin_bindings=make_plan.model_schedule='8:1,1:2'",
+               f"--output_dir={tmp_path / 'eval'}",
+               env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["schedule"] == "8:1,1:2" and metrics["steps"] == 3
