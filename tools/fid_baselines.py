@@ -35,15 +35,16 @@ def _write_json(path, payload):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    n, seed = flags.FLAGS.n, flags.FLAGS.seed
+    if not flags.FLAGS.pr_k + 1 < n <= 5000:
+        raise app.UsageError(f"--n must be in [{flags.FLAGS.pr_k + 2}, 5000] (k-NN needs "
+                             f"more than pr_k={flags.FLAGS.pr_k} points), got {n}")
     import numpy as np
 
     from magnets_tf.data.datasets import load_arrays
     from magnets_tf.evaluation import fid
     from magnets_tf.evaluation.inception import InceptionFeatureExtractor
 
-    n, seed = flags.FLAGS.n, flags.FLAGS.seed
-    if not 2 <= n <= 5000:
-        raise app.UsageError(f"--n must be in [2, 5000], got {n}")
     out_dir = Path(flags.FLAGS.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fashion, _ = load_arrays("fashion_mnist", "test")
