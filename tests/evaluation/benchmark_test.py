@@ -16,8 +16,9 @@ def test_run_benchmark_reports_consistent_numbers():
     model = build_transformer("tiny", codebook_size=32, num_classes=10, num_tokens=16)
     plan = make_plan(16, 4, "8:1,4:1,2:1,1:1", guidance_scale=1.0, guidance_steps=2)
     calls = []
-    result = benchmark.run_benchmark(model, plan, batch_size=2, repeats=2,
+    result = benchmark.run_benchmark(model, plan, batch_size=2, repeats=2, jit_compile=False,
                                      progress=lambda d, t: calls.append((d, t)))
+    assert result["jit_compile"] is False
     assert calls == [(1, 2), (2, 2)]
     arch = flops.ArchSpec.from_model(model)
     base = sum(flops.exact_gflops(arch, flops.uncached_baseline_plan(plan)))
