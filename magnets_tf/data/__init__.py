@@ -1,0 +1,1 @@
+"""Data: offline and tfds image sets (datasets.py), tokenized TFRecord shards (tokenized.py)."""

@@ -1,0 +1,287 @@
+"""Pre-tokenized data: TFRecord shards of (token grid, label) plus metadata.json.
+
+A data set is encoded by the tokenizer once (tools/tokenize_dataset.py) and read many
+times by the transformer trainer, so the reader is built for speed: parallel interleave
+over shards, cached serialized records, vectorized parsing per batch, prefetch.
+
+Layout of a shard directory:
+  metadata.json                     codebook_size, grid [h, w], num_classes, num_examples,
+                                    tokenizer, token_dtype, shards [{file, num_examples,
+                                    num_bytes}], format_version
+  tokens-00000-of-00004.tfrecord    tf.train.Example: "tokens" (raw little-endian bytes of
+                                    h*w ints in token_dtype), "label" (int64)
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+_REQUIRED_KEYS = ("codebook_size", "grid", "num_classes", "num_examples", "tokenizer")
+
+
+class TokenShardError(ValueError):
+    """Shards or metadata are missing, corrupted or do not match what the caller expects."""
+
+
+def _token_dtype(codebook_size):
+    return "uint16" if codebook_size <= 2 ** 16 else "int32"
+
+
+def _as_batch(batch):
+    if isinstance(batch, dict):
+        return np.asarray(batch["tokens"]), np.asarray(batch["label"])
+    tokens, labels = batch
+    return np.asarray(tokens), np.asarray(labels)
+
+
+def _validated_metadata(metadata):
+    metadata = dict(metadata)
+    for key in ("codebook_size", "grid", "num_classes"):
+        if key not in metadata:
+            raise ValueError(f"metadata needs {key!r} (have {sorted(metadata)})")
+    codebook_size = int(metadata["codebook_size"])
+    grid = [int(g) for g in metadata["grid"]]
+    if codebook_size <= 0 or len(grid) != 2 or min(grid) <= 0:
+        raise ValueError(f"metadata codebook_size={metadata['codebook_size']!r} must be "
+                         f"positive and grid={metadata['grid']!r} a positive [h, w]")
+    if int(metadata["num_classes"]) < 0:
+        raise ValueError(f"metadata num_classes={metadata['num_classes']!r} must be >= 0")
+    metadata.update(codebook_size=codebook_size, grid=grid,
+                    num_classes=int(metadata["num_classes"]),
+                    tokenizer=str(metadata.get("tokenizer", "")))
+    return metadata
+
+
+def write_token_shards(out_dir, batches, metadata, num_shards, overwrite=False):
+    """Writes token batches into `num_shards` TFRecord files + metadata.json, atomically.
+
+    batches: iterable of (tokens int [B, h, w], labels int [B]) or dicts with "tokens"
+    and "label". metadata: codebook_size, grid [h, w], num_classes, tokenizer (path of
+    the tokenizer model dir); num_examples is counted here. Everything is written into a
+    temporary sibling directory that is renamed to `out_dir` only when complete, so an
+    interrupted run never leaves a half-written data set behind. Returns the metadata.
+    """
+    metadata = _validated_metadata(metadata)
+    num_shards = int(num_shards)
+    if num_shards <= 0:
+        raise ValueError(f"num_shards must be positive, got {num_shards}")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    codebook_size, grid = metadata["codebook_size"], metadata["grid"]
+    num_classes = metadata["num_classes"]
+    dtype = np.dtype(_token_dtype(codebook_size)).newbyteorder("<")
+    tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    try:
+        names = [f"tokens-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+        writers = [tf.io.TFRecordWriter(os.path.join(tmp_dir, n)) for n in names]
+        counts = [0] * num_shards
+        total = 0
+        try:
+            for batch_index, batch in enumerate(batches):
+                tokens, labels = _as_batch(batch)
+                if tokens.ndim != 3 or list(tokens.shape[1:]) != grid:
+                    raise ValueError(f"batch {batch_index}: tokens shape {tokens.shape}, "
+                                     f"expected [B, {grid[0]}, {grid[1]}]")
+                if labels.shape != (tokens.shape[0],):
+                    raise ValueError(f"batch {batch_index}: labels shape {labels.shape}, "
+                                     f"expected ({tokens.shape[0]},)")
+                if tokens.size and (tokens.min() < 0 or tokens.max() >= codebook_size):
+                    raise ValueError(f"batch {batch_index}: token ids in "
+                                     f"[{tokens.min()}, {tokens.max()}] outside "
+                                     f"[0, codebook_size={codebook_size})")
+                if labels.size and (labels.min() < 0 or
+                                    (num_classes and labels.max() >= num_classes)):
+                    raise ValueError(f"batch {batch_index}: labels in [{labels.min()}, "
+                                     f"{labels.max()}] outside [0, num_classes={num_classes})")
+                for example_tokens, label in zip(tokens.astype(dtype), labels):
+                    example = tf.train.Example(features=tf.train.Features(feature={
+                        "tokens": tf.train.Feature(bytes_list=tf.train.BytesList(
+                            value=[example_tokens.tobytes()])),
+                        "label": tf.train.Feature(int64_list=tf.train.Int64List(
+                            value=[int(label)])),
+                    }))
+                    shard = total % num_shards
+                    writers[shard].write(example.SerializeToString())
+                    counts[shard] += 1
+                    total += 1
+        finally:
+            for writer in writers:
+                writer.close()
+        if total == 0:
+            raise ValueError("batches yielded no examples")
+        metadata.update(
+            num_examples=total, token_dtype=dtype.name, format_version=FORMAT_VERSION,
+            shards=[dict(file=n, num_examples=c,
+                         num_bytes=os.path.getsize(os.path.join(tmp_dir, n)))
+                    for n, c in zip(names, counts)])
+        with open(os.path.join(tmp_dir, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=2)
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+            os.rename(out_dir, os.path.join(old, "data"))
+            os.rename(tmp_dir, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return metadata
+
+
+def read_metadata(path, expected_codebook_size=None, expected_grid=None):
+    """Validated metadata of a shard directory; TokenShardError naming what is wrong."""
+    meta_path = os.path.join(path, METADATA_FILE)
+    if not os.path.isdir(path):
+        raise TokenShardError(f"token shard directory {path} does not exist: write it with "
+                              f"tools/tokenize_dataset.py")
+    try:
+        with open(meta_path) as f:
+            metadata = json.load(f)
+    except FileNotFoundError:
+        raise TokenShardError(f"{meta_path} is missing: {path} is not a token shard "
+                              f"directory (or its writing was interrupted)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TokenShardError(f"{meta_path} is not valid JSON ({e})") from None
+    if not isinstance(metadata, dict):
+        raise TokenShardError(f"{meta_path} must hold a JSON object")
+    missing = [k for k in (*_REQUIRED_KEYS, "shards", "token_dtype") if k not in metadata]
+    if missing:
+        raise TokenShardError(f"{meta_path} lacks keys {missing}")
+    try:
+        metadata = _validated_metadata(metadata)
+        if metadata["token_dtype"] not in ("uint16", "int32"):
+            raise ValueError(f"token_dtype {metadata['token_dtype']!r} is not uint16/int32")
+        shards = metadata["shards"]
+        if not shards or not all(isinstance(s, dict) and {"file", "num_examples", "num_bytes"}
+                                 <= set(s) for s in shards):
+            raise ValueError("shards must be a non-empty list of {file, num_examples, "
+                             "num_bytes}")
+        if sum(int(s["num_examples"]) for s in shards) != int(metadata["num_examples"]):
+            raise ValueError(f"num_examples={metadata['num_examples']} differs from the sum "
+                             f"over shards")
+    except (ValueError, TypeError) as e:
+        raise TokenShardError(f"{meta_path}: bad metadata: {e}") from None
+    if expected_codebook_size is not None and \
+            metadata["codebook_size"] != int(expected_codebook_size):
+        raise TokenShardError(
+            f"{path}: shards hold codebook_size={metadata['codebook_size']} tokens but "
+            f"codebook_size={expected_codebook_size} is expected (tokenizer "
+            f"{metadata['tokenizer']!r}): re-tokenize or fix the config")
+    if expected_grid is not None and metadata["grid"] != [int(g) for g in expected_grid]:
+        raise TokenShardError(
+            f"{path}: shards hold a {metadata['grid']} token grid but "
+            f"{list(expected_grid)} is expected (tokenizer {metadata['tokenizer']!r})")
+    for shard in metadata["shards"]:
+        file = os.path.join(path, shard["file"])
+        if not os.path.exists(file):
+            raise TokenShardError(f"shard {file} listed in {meta_path} is missing")
+        size = os.path.getsize(file)
+        if size != int(shard["num_bytes"]):
+            raise TokenShardError(f"shard {file} has {size} bytes but {meta_path} records "
+                                  f"{shard['num_bytes']}: truncated or overwritten")
+    return metadata
+
+
+def shard_files(path, metadata):
+    return [os.path.join(path, s["file"]) for s in metadata["shards"]]
+
+
+def verify_token_shards(path, expected_codebook_size=None, expected_grid=None):
+    """Reads every record once: CRCs, example counts, token lengths and ranges.
+
+    Slower than `token_dataset`'s open-time checks (which read only metadata and file
+    sizes); returns the metadata or raises TokenShardError naming the bad shard.
+    """
+    metadata = read_metadata(path, expected_codebook_size, expected_grid)
+    parse = _parser(metadata, path)
+    for shard, file in zip(metadata["shards"], shard_files(path, metadata)):
+        count = 0
+        try:
+            for batch in tf.data.TFRecordDataset(file).batch(1024).map(parse):
+                count += int(tf.shape(batch["label"])[0])
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise TokenShardError(f"shard {file} is corrupted: {e.message.splitlines()[0]}") \
+                from None
+        if count != int(shard["num_examples"]):
+            raise TokenShardError(f"shard {file} holds {count} examples, metadata says "
+                                  f"{shard['num_examples']}")
+    return metadata
+
+
+def _parser(metadata, path):
+    """Vectorized parser of a batch of serialized examples -> {"tokens", "label"}."""
+    height, width = metadata["grid"]
+    codebook_size = metadata["codebook_size"]
+    out_type = tf.uint16 if metadata["token_dtype"] == "uint16" else tf.int32
+    num_bytes = height * width * out_type.size
+    spec = {"tokens": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(serialized):
+        features = tf.io.parse_example(serialized, spec)
+        lengths = tf.strings.length(features["tokens"])
+        checks = [tf.debugging.assert_equal(
+            lengths, num_bytes,
+            message=f"token shards in {path}: a record does not hold {height}x{width} "
+                    f"{out_type.name} tokens (corrupted or mismatched shard)")]
+        with tf.control_dependencies(checks):
+            tokens = tf.io.decode_raw(features["tokens"], out_type, little_endian=True)
+        tokens = tf.cast(tokens, tf.int32)
+        checks = [tf.debugging.assert_less(
+            tokens, codebook_size,
+            message=f"token shards in {path}: token id >= codebook_size={codebook_size}"),
+                  tf.debugging.assert_non_negative(
+            tokens, message=f"token shards in {path}: negative token id")]
+        with tf.control_dependencies(checks):
+            tokens = tf.reshape(tokens, [-1, height, width])
+        tokens.set_shape([serialized.shape[0], height, width])  # Keep a static batch size.
+        return {"tokens": tokens, "label": tf.cast(features["label"], tf.int32)}
+
+    return parse
+
+
+def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
+                  expected_codebook_size=None, expected_grid=None, cache=True,
+                  drop_remainder=True, shuffle_buffer=50_000, input_context=None):
+    """tf.data of {"tokens": int32 [B, h, w], "label": int32 [B]} from a shard directory.
+
+    Opening validates metadata.json (keys, codebook size and grid against the expected
+    ones, shard files present with their recorded sizes); record CRCs and token ranges
+    are checked while reading. `cache` keeps the serialized records in memory after the
+    first pass. `input_context` (from distribute_datasets_from_function) gives each input
+    pipeline its own part of the shards; batch_size is then the per-replica batch.
+    """
+    if int(batch_size) <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    metadata = read_metadata(path, expected_codebook_size, expected_grid)
+    files = shard_files(path, metadata)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    record_level_shard = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        else:
+            record_level_shard = True
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if record_level_shard:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(min(int(shuffle_buffer), int(metadata["num_examples"])), seed=seed,
+                        reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+    ds = ds.map(_parser(metadata, path), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

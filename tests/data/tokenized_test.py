@@ -1,0 +1,199 @@
+"""Token shards: round trip, atomic writing, and clear errors on bad/mismatched shards."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magnets_tf.data import tokenized
+
+GRID = (4, 5)
+
+
+def _batches(num_examples, codebook_size=300, batch=7, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, codebook_size, size=(num_examples, *GRID))
+    labels = rng.integers(0, 10, size=num_examples)
+    batches = [(tokens[i:i + batch], labels[i:i + batch]) for i in range(0, num_examples, batch)]
+    return tokens, labels, batches
+
+
+def _metadata(codebook_size=300):
+    return dict(codebook_size=codebook_size, grid=list(GRID), num_classes=10,
+                tokenizer="/models/vq")
+
+
+def _write(tmp_path, num_examples=50, num_shards=3, codebook_size=300):
+    tokens, labels, batches = _batches(num_examples, codebook_size)
+    out = tmp_path / "shards"
+    tokenized.write_token_shards(str(out), batches, _metadata(codebook_size), num_shards)
+    return str(out), tokens, labels
+
+
+def test_round_trip_all_examples(tmp_path):
+    path, tokens, labels = _write(tmp_path)
+    meta = json.load(open(os.path.join(path, "metadata.json")))
+    assert meta["num_examples"] == 50 and meta["grid"] == [4, 5]
+    assert meta["codebook_size"] == 300 and meta["tokenizer"] == "/models/vq"
+    assert len(meta["shards"]) == 3 and meta["token_dtype"] == "uint16"
+    ds = tokenized.token_dataset(path, 8, shuffle=False, repeat=False, drop_remainder=False,
+                                 expected_codebook_size=300, expected_grid=GRID)
+    got_tokens, got_labels = [], []
+    for batch in ds:
+        assert batch["tokens"].dtype == tf.int32 and batch["label"].dtype == tf.int32
+        got_tokens.append(batch["tokens"].numpy())
+        got_labels.append(batch["label"].numpy())
+    got_tokens, got_labels = np.concatenate(got_tokens), np.concatenate(got_labels)
+    assert got_tokens.shape == (50, 4, 5)
+    # Order differs (round-robin shards, interleave): compare as sets of (label, tokens).
+    key = lambda t, l: sorted(zip(l.tolist(), map(bytes, t.astype(np.int32))))
+    assert key(got_tokens, got_labels) == key(tokens, labels)
+    assert tokenized.verify_token_shards(path)["num_examples"] == 50
+
+
+def test_large_codebook_uses_int32(tmp_path):
+    path, tokens, labels = _write(tmp_path, num_examples=10, num_shards=1, codebook_size=70000)
+    batch = next(iter(tokenized.token_dataset(path, 10, shuffle=False, repeat=False)))
+    np.testing.assert_array_equal(batch["tokens"].numpy(), tokens)
+    np.testing.assert_array_equal(batch["label"].numpy(), labels)
+
+
+def test_training_pipeline_shapes_shuffle_repeat(tmp_path):
+    path, _, _ = _write(tmp_path)
+    ds = tokenized.token_dataset(path, 16, shuffle=True, repeat=True, seed=1)
+    assert ds.element_spec["tokens"].shape == (16, 4, 5)
+    first = [b["label"].numpy() for b in ds.take(6)]  # 96 > 50: repeats
+    again = [b["label"].numpy() for b in tokenized.token_dataset(path, 16, seed=1).take(6)]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
+
+
+def test_input_context_splits_pipelines(tmp_path):
+    path, _, labels = _write(tmp_path, num_examples=40, num_shards=4)
+    seen = 0
+    for pipeline in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
+                                         num_replicas_in_sync=2)
+        ds = tokenized.token_dataset(path, 4, shuffle=False, repeat=False,
+                                     drop_remainder=False, input_context=ctx)
+        seen += sum(int(b["label"].shape[0]) for b in ds)
+    assert seen == 40
+
+
+def test_mismatched_codebook_and_grid(tmp_path):
+    path, _, _ = _write(tmp_path)
+    with pytest.raises(tokenized.TokenShardError, match="codebook_size=300 .* codebook_size=512"):
+        tokenized.token_dataset(path, 4, expected_codebook_size=512)
+    with pytest.raises(tokenized.TokenShardError, match=r"\[4, 5\] token grid but \[8, 8\]"):
+        tokenized.token_dataset(path, 4, expected_grid=(8, 8))
+
+
+def test_missing_or_bad_metadata(tmp_path):
+    with pytest.raises(tokenized.TokenShardError, match="does not exist"):
+        tokenized.token_dataset(str(tmp_path / "nothing"), 4)
+    path, _, _ = _write(tmp_path)
+    meta_path = os.path.join(path, "metadata.json")
+    meta = json.load(open(meta_path))
+    open(meta_path, "w").write("{not json")
+    with pytest.raises(tokenized.TokenShardError, match="not valid JSON"):
+        tokenized.token_dataset(path, 4)
+    json.dump({k: v for k, v in meta.items() if k != "grid"}, open(meta_path, "w"))
+    with pytest.raises(tokenized.TokenShardError, match="lacks keys"):
+        tokenized.token_dataset(path, 4)
+    json.dump(dict(meta, num_examples=51), open(meta_path, "w"))
+    with pytest.raises(tokenized.TokenShardError, match="differs from the sum"):
+        tokenized.token_dataset(path, 4)
+    os.remove(meta_path)
+    with pytest.raises(tokenized.TokenShardError, match="metadata.json is missing"):
+        tokenized.token_dataset(path, 4)
+
+
+def test_missing_and_truncated_shard(tmp_path):
+    path, _, _ = _write(tmp_path)
+    shard = os.path.join(path, "tokens-00001-of-00003.tfrecord")
+    data = open(shard, "rb").read()
+    open(shard, "wb").write(data[:-9])
+    with pytest.raises(tokenized.TokenShardError, match="truncated"):
+        tokenized.token_dataset(path, 4)
+    os.remove(shard)
+    with pytest.raises(tokenized.TokenShardError, match="is missing"):
+        tokenized.token_dataset(path, 4)
+
+
+def test_bit_flip_detected_by_crc(tmp_path):
+    path, _, _ = _write(tmp_path)
+    shard = os.path.join(path, "tokens-00000-of-00003.tfrecord")
+    data = bytearray(open(shard, "rb").read())
+    data[40] ^= 0xFF  # Same size, corrupted payload.
+    open(shard, "wb").write(bytes(data))
+    with pytest.raises(tokenized.TokenShardError, match="00000-of-00003.tfrecord is corrupted"):
+        tokenized.verify_token_shards(path)
+    with pytest.raises(tf.errors.DataLossError):
+        list(tokenized.token_dataset(path, 4, repeat=False))
+
+
+def _write_raw_shard(tmp_path, payloads, codebook_size=300):
+    """A shard directory whose records hold arbitrary token payloads (bypassing checks)."""
+    path = tmp_path / "raw"
+    path.mkdir()
+    shard = path / "tokens-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for payload in payloads:
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "tokens": tf.train.Feature(bytes_list=tf.train.BytesList(value=[payload])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+            })).SerializeToString())
+    meta = dict(_metadata(codebook_size), num_examples=len(payloads), token_dtype="uint16",
+                format_version=1, shards=[dict(file=shard.name, num_examples=len(payloads),
+                                               num_bytes=shard.stat().st_size)])
+    json.dump(meta, open(path / "metadata.json", "w"))
+    return str(path)
+
+
+def test_out_of_range_tokens_in_shard(tmp_path):
+    tokens = np.full(GRID, 299, np.uint16)
+    tokens[0, 0] = 301
+    path = _write_raw_shard(tmp_path, [tokens.tobytes()])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="token id >= codebook_size=300"):
+        list(tokenized.token_dataset(path, 1, repeat=False))
+    with pytest.raises(tokenized.TokenShardError, match="codebook_size=300"):
+        tokenized.verify_token_shards(path)
+
+
+def test_wrong_record_length_in_shard(tmp_path):
+    path = _write_raw_shard(tmp_path, [np.zeros(7, np.uint16).tobytes()])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="does not hold 4x5 uint16"):
+        list(tokenized.token_dataset(path, 1, repeat=False))
+
+
+def test_writer_rejects_bad_batches_and_leaves_nothing(tmp_path):
+    out = tmp_path / "shards"
+    bad_tokens = np.full((2, *GRID), 300)  # == codebook_size
+    with pytest.raises(ValueError, match="outside \\[0, codebook_size=300\\)"):
+        tokenized.write_token_shards(str(out), [(bad_tokens, np.zeros(2))], _metadata(), 2)
+    with pytest.raises(ValueError, match="tokens shape"):
+        tokenized.write_token_shards(str(out), [(np.zeros((2, 3, 3)), np.zeros(2))],
+                                     _metadata(), 2)
+    with pytest.raises(ValueError, match="labels in"):
+        tokenized.write_token_shards(str(out), [(np.zeros((2, *GRID)), np.array([0, 10]))],
+                                     _metadata(), 2)
+    assert os.listdir(tmp_path) == []  # No partial output, no temp dirs left.
+
+
+def test_interrupted_write_keeps_previous_data(tmp_path):
+    path, tokens, labels = _write(tmp_path, num_examples=20, num_shards=2)
+
+    def failing_batches():
+        yield tokens[:5], labels[:5]
+        raise KeyboardInterrupt("preempted")
+
+    with pytest.raises(FileExistsError):
+        tokenized.write_token_shards(path, [], _metadata(), 2)
+    with pytest.raises(KeyboardInterrupt):
+        tokenized.write_token_shards(path, failing_batches(), _metadata(), 2, overwrite=True)
+    assert tokenized.verify_token_shards(path)["num_examples"] == 20
+    assert sorted(os.listdir(tmp_path)) == ["shards"]
+    tokenized.write_token_shards(path, [(tokens[:6], labels[:6])], _metadata(), 2,
+                                 overwrite=True)
+    assert tokenized.verify_token_shards(path)["num_examples"] == 6
+    assert sorted(os.listdir(tmp_path)) == ["shards"]
