@@ -23,7 +23,7 @@ def test_samples_from_a_saved_transformer(tmp_path):
     out = tmp_path / "out" / "grid.png"
     result = _run(f"--model_dir={tmp_path}", "--steps=4", "--schedule=4:2,1:2",
                   "--cfg_last=1", "--guidance_scale=1.5", "--class_ids=0,3,5", "--batch_size=2",
-                  "--cell=4", f"--output={out}", f"--output_tokens={tmp_path / 't.npy'}")
+                  "--cell=4", "--nojit", f"--output={out}", f"--output_tokens={tmp_path / 't.npy'}")
     assert result.returncode == 0, result.stderr
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (3, 4, 4) and tokens.min() >= 0 and tokens.max() < 32
