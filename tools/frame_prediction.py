@@ -21,6 +21,7 @@ from absl import app, flags  # noqa: E402
 
 from magnets_tf.data.video import moving_mnist_arrays  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
+from magnets_tf.evaluation.fvd import InceptionFrameFeatures  # noqa: E402
 from magnets_tf.models.presets import build_transformer  # noqa: E402
 from magnets_tf.training import frame_prediction  # noqa: E402
 from magnets_tf.training.tokenizer_trainer import load_tokenizer  # noqa: E402
@@ -111,7 +112,6 @@ def main(argv):
     }
     network = None
     if FLAGS.fvd_clips:
-        from magnets_tf.evaluation.fvd import InceptionFrameFeatures
         network = InceptionFrameFeatures()
     results, decoded = frame_prediction.evaluate_frame_prediction(
         model, tokenizer, test.astype(np.float32) / 255.0, test_labels, plans,

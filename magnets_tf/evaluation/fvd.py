@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from magnets_tf.evaluation.fid import SMALL_SAMPLE_NOTE, feature_statistics, frechet_distance
+from magnets_tf.evaluation.inception import InceptionFeatureExtractor
 
 I3D_INPUT_SIZE = 224
 INCEPTION_FRAME_MEAN = "fid_inception_pool3_frame_mean"
@@ -58,7 +59,6 @@ class InceptionFrameFeatures:
 
     def __init__(self, extractor=None, batch_size=8):
         if extractor is None:
-            from magnets_tf.evaluation.inception import InceptionFeatureExtractor
             extractor = InceptionFeatureExtractor()
         self.extractor = extractor
         self.batch_size = int(batch_size)
