@@ -122,6 +122,16 @@ def _check_compatible(transformer, tokenizer, plan):
         raise ValueError("the transformer has no classes: nothing to condition on")
 
 
+def _static_batch(tensor, size):
+    """`tensor` with a static leading dimension `size`, built so that it cannot fail.
+
+    The in-graph asserts report a wrong size with a clear message; a shape-checking op
+    (ensure_shape, reshape) here could run first and fail with an opaque one instead."""
+    rank = tensor.shape.rank
+    padded = tf.pad(tensor, [[0, size]] + [[0, 0]] * (rank - 1))
+    return tf.reshape(padded[:size], [size, *tensor.shape[1:]])
+
+
 class _Endpoints:
     """Graph-building endpoint functions of one batch size (validation + model calls)."""
 
@@ -153,9 +163,7 @@ class _Endpoints:
                 message=f"class_ids must be in [0, {self.num_classes})"),
         ]
         with tf.control_dependencies(checks):
-            class_ids = tf.ensure_shape(tf.identity(class_ids), [self.batch_size])
-            seed = tf.ensure_shape(tf.reshape(seed, [-1]), [2])
-        return class_ids, seed
+            return _static_batch(class_ids, self.batch_size), _static_batch(seed, 2)
 
     def _tokens(self, class_ids, seed):
         class_ids, seed = self._valid_generate_inputs(class_ids, seed)
@@ -188,7 +196,7 @@ class _Endpoints:
                 message=f"tokens must be codes in [0, {self.codebook_size})"),
         ]
         with tf.control_dependencies(checks):
-            tokens = tf.ensure_shape(tf.identity(tokens), [self.batch_size, h, w])
+            tokens = _static_batch(tokens, self.batch_size)
         return {"images": self._images(tokens)}
 
     def encode_images(self, images):
@@ -199,7 +207,7 @@ class _Endpoints:
                 message=f"images must be uint8 [B, {', '.join(map(str, self.image_shape))}]"),
         ]
         with tf.control_dependencies(checks):
-            images = tf.ensure_shape(tf.identity(images), [self.batch_size, *self.image_shape])
+            images = _static_batch(images, self.batch_size)
         tokens = self.tokenizer.encode(tf.cast(images, tf.float32) / 255.0)
         return {"tokens": tf.cast(tokens, tf.int32)}
 
