@@ -10,6 +10,7 @@ def test_matmul_probe_counts_flops():
     probe = benchmark.MatmulProbe(64, 32, 48, inner=3)
     assert probe.flops_per_call == 2 * 64 * 32 * 48 * 3
     assert probe.time_once() > 0
+    assert probe.seconds_per_call(0.05) > 0
 
 
 def test_run_benchmark_reports_consistent_numbers():
@@ -17,6 +18,7 @@ def test_run_benchmark_reports_consistent_numbers():
     plan = make_plan(16, 4, "8:1,4:1,2:1,1:1", guidance_scale=1.0, guidance_steps=2)
     calls = []
     result = benchmark.run_benchmark(model, plan, batch_size=2, repeats=2, jit_compile=False,
+                                     probe_seconds=0.05,
                                      progress=lambda d, t: calls.append((d, t)))
     assert result["jit_compile"] is False
     assert calls == [(1, 2), (2, 2)]
