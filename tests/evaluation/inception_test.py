@@ -95,3 +95,11 @@ def test_fid_invariants(extractor):
     real = fid.fid_from_stats(stats["a"], stats["b"])["fid"]
     assert fid.fid_from_stats(stats["a"], stats["digits"])["fid"] > 3 * real
     assert fid.fid_from_stats(stats["a"], stats["noise"])["fid"] > 5 * real
+
+
+def test_logits_are_detected_from_the_model_outputs():
+    with_head = inception.InceptionFeatureExtractor(model=fid_inception.build_fid_inception(True))
+    without = inception.InceptionFeatureExtractor(model=fid_inception.build_fid_inception(False))
+    assert with_head.with_logits and not without.with_logits
+    feats = with_head.features(np.zeros((2, 28, 28, 1), np.uint8))
+    assert feats["logits"].shape == (2, 1008) and feats["pool"].shape == (2, 2048)
