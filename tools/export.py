@@ -8,8 +8,6 @@ magnets_tf/export/saved_model.py and docs/serving.md) and prints that directory 
 last line. The decode plan comes from --steps/--schedule/--cfg_last/--guidance_scale and
 `make_plan.*` gin bindings.
 """
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,9 +21,9 @@ import keras  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.export.saved_model import export_saved_model  # noqa: E402
 from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
-from magnets_tf.models.transformer import MaskGitTransformer  # noqa: E402
 from magnets_tf.models.vqgan import build_vqgan  # noqa: E402
 from magnets_tf.training.tokenizer_trainer import load_tokenizer  # noqa: E402
+from magnets_tf.training.trainer import load_transformer  # noqa: E402
 
 flags.DEFINE_string("export_base", None, "Model base path: versions go to EXPORT_BASE/<n>/.")
 flags.DEFINE_string("transformer_dir", None,
@@ -52,39 +50,6 @@ flags.DEFINE_integer("seed", 0, "Seed of --random_init weights and warm-up input
 flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. make_plan settings).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
 flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
-
-TRANSFORMER_CONFIG = "transformer_config.json"
-TRANSFORMER_WEIGHTS = "transformer.weights.h5"
-
-
-def load_transformer(model_dir):
-    """The trained transformer of a training model dir (`trainer.load_transformer` when
-    the training package is installed, else the same config + weights format)."""
-    try:
-        from magnets_tf.training.trainer import load_transformer as trainer_load
-    except ImportError:
-        trainer_load = None
-    if trainer_load is not None:
-        return trainer_load(model_dir)
-    config_path = os.path.join(model_dir, TRANSFORMER_CONFIG)
-    weights_path = os.path.join(model_dir, TRANSFORMER_WEIGHTS)
-    for path in (config_path, weights_path):
-        if not os.path.exists(path):
-            raise ValueError(f"{path} not found: {model_dir} is not a trained transformer "
-                             f"model dir (tools/train.py writes it)")
-    try:
-        with open(config_path) as f:
-            model = MaskGitTransformer.from_config(json.load(f))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise ValueError(f"{config_path}: bad transformer config ({e})") from None
-    model.build()
-    try:
-        model.load_weights(weights_path)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{weights_path}: cannot load weights into the configured "
-                         f"transformer ({e})") from None
-    return model
-
 
 def _plan_kwargs(f):
     kwargs = {}

@@ -75,10 +75,10 @@ def batching_parameters_text(batch_sizes, batch_timeout_micros=1000, num_batch_t
     """TF Serving `--batching_parameters_file` text proto for the exported batch sizes."""
     sizes = sorted(set(int(b) for b in batch_sizes))
     lines = [
-        "# TF Serving batching parameters for this export (--enable_batching "
-        "--batching_parameters_file=<this file>).",
-        "# allowed_batch_sizes are the exported batch sizes; see docs/serving.md for how",
-        "# the fixed-batch signatures and the batch-wide seed interact with batching.",
+        "# TF Serving batching parameters of this export: allowed_batch_sizes are the",
+        "# exported batch sizes. TF Serving's batching session merges requests along",
+        "# dimension 0 of every input; the decode signatures' batch-wide seed [2] has no",
+        "# batch dimension, so serve them without --enable_batching (docs/serving.md).",
         f"max_batch_size {{ value: {sizes[-1]} }}",
         f"batch_timeout_micros {{ value: {int(batch_timeout_micros)} }}",
         f"max_enqueued_batches {{ value: {int(max_enqueued_batches)} }}",
