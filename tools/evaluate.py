@@ -33,6 +33,8 @@ flags.DEFINE_bool("cache", None, "Cache keys/values of unmasked tokens.")
 flags.DEFINE_enum("refresh", None, ["model_change", "every_step", "never"], "Cache refresh.")
 flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance scale.")
 flags.DEFINE_integer("cfg_last", None, "Guidance on the last G steps.")
+flags.DEFINE_string("classifier_dir", None, "Optional class-accuracy classifier "
+                    "(tools/train_classifier.py) to report class_accuracy.")
 flags.DEFINE_string("fid_weights", None, "Converted FID Inception weights (default: cache).")
 flags.DEFINE_string("cache_dir", None, "Cache folder (default $MAGNETS_TF_CACHE or "
                     "~/.cache/magnets_tf).")
@@ -94,9 +96,17 @@ def main(argv):
                                              cache_dir=FLAGS.cache_dir)
     except (ValueError, OSError) as e:
         raise app.UsageError(f"reference {FLAGS.reference}: {e}") from None
+    classify = None
+    if FLAGS.classifier_dir:
+        from magnets_tf.evaluation import classifier
+        try:
+            class_model = classifier.load_classifier(FLAGS.classifier_dir)
+        except (ValueError, OSError) as e:
+            raise app.UsageError(str(e)) from None
+        classify = lambda images: classifier.predict_classes(class_model, images)  # noqa: E731
     metrics, images = generation.evaluate_plan(
         model, plan, decode_fn, extractor, reference, FLAGS.num_samples, FLAGS.batch_size,
-        seed=FLAGS.seed, jit_compile=FLAGS.jit_compile)
+        seed=FLAGS.seed, jit_compile=FLAGS.jit_compile, classify=classify)
     metrics.update(reference=FLAGS.reference, model_dir=FLAGS.model_dir,
                    schedule=",".join(f"{p}:{k}" for p, k in plan.model_schedule),
                    steps=plan.num_steps, cache=plan.use_cache, refresh=plan.refresh,
@@ -108,7 +118,8 @@ def main(argv):
     print(f"FID {metrics['fid']:.2f} (n={metrics['n']} vs {metrics['n_reference']} "
           f"{FLAGS.reference}; biased upward at small n)  precision {metrics['precision']:.3f} "
           f"recall {metrics['recall']:.3f}  GFLOPs/image exact {metrics['gflops_exact']:.3f} "
-          f"paper {metrics['gflops_paper']:.3f}")
+          f"paper {metrics['gflops_paper']:.3f}"
+          + (f"  class accuracy {metrics['class_accuracy']:.3f}" if classify else ""))
     print(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
 
 

@@ -1,4 +1,4 @@
-r"""Trains a VQGAN image tokenizer (resumable) and evaluates it on the test split.
+r"""Trains a VQGAN image or 3D video tokenizer (resumable) and evaluates it on the test split.
 
 python tools/train_tokenizer.py --gin_file=gin/fashion_mnist/tokenizer.gin \
     --model_dir=/work/runs/tokenizer_fmnist
@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gin  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from magnets_tf.data import video  # noqa: E402,F401  (registers video_dataset)
+from magnets_tf.models import video_tokenizer  # noqa: E402,F401  (build_video_tokenizer)
 from magnets_tf.models import vqgan  # noqa: E402,F401  (registers build_vqgan)
 from magnets_tf.training import tokenizer_trainer  # noqa: E402
 

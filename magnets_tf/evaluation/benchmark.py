@@ -69,14 +69,17 @@ def _time_decode(decoder, class_ids, seed):
 
 
 @gin.configurable(denylist=["model", "plan"])
-def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None):
-    """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict."""
+def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None,
+                  jit_compile=True):
+    """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict.
+
+    `jit_compile=False` only serves quick tests: the claim is about the XLA decoders."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     baseline_plan = flops.uncached_baseline_plan(plan)
     arch = flops.ArchSpec.from_model(model)
-    decoders = {"baseline": Decoder(model, baseline_plan, batch_size),
-                "magnets": Decoder(model, plan, batch_size)}
+    decoders = {"baseline": Decoder(model, baseline_plan, batch_size, jit_compile=jit_compile),
+                "magnets": Decoder(model, plan, batch_size, jit_compile=jit_compile)}
     probe = MatmulProbe(batch_size * plan.sequence_length, model.hidden_size, model.mlp_dim)
     class_ids = np.arange(batch_size, dtype=np.int32) % max(model.num_classes, 1)
     load_before = _load_average()
@@ -114,7 +117,7 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
         sequence_length=plan.sequence_length, num_steps=plan.num_steps,
         guidance_steps=plan.guidance_steps, guidance_scale=plan.guidance_scale,
         model_schedule=[list(s) for s in plan.model_schedule], refresh=plan.refresh,
-        batch_size=batch_size, repeats=repeats,
+        batch_size=batch_size, repeats=repeats, jit_compile=bool(jit_compile),
         baseline=dict(latency_s=latency["baseline"],
                       images_per_s=batch_size / latency["baseline"],
                       times_s=times["baseline"], compile_and_first_run_s=compile_s["baseline"],

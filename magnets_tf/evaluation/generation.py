@@ -73,17 +73,21 @@ def plan_gflops(model, plan):
 
 
 def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, seed=0,
-                  jit_compile=True, pr_k=3, progress=True, keep_images=64):
+                  jit_compile=True, pr_k=3, progress=True, keep_images=64, classify=None):
     """Generates n images with `plan` and scores them against `reference` (a dict from
     `fid.reference_statistics`: mu, sigma, n, features).
 
     Returns (metrics dict, the first `keep_images` images). Metrics: fid, n, n_reference,
     precision, recall, inception score when the extractor has logits, GFLOPs/image
     (exact and paper), decode and feature seconds/image, and the small-sample note.
+    With `classify(images) -> labels`, also `class_accuracy`: the fraction of samples
+    recognised as the class they were conditioned on.
     """
     stats = fid.RunningStats(reference["mu"].shape[0])
     pools, logits, kept = [], [], []
     decode_seconds = feature_seconds = 0.0
+    conditioned = balanced_class_ids(n, model.num_classes)
+    recognised = seen = 0
     start = time.time()
     for images in generate_images(model, plan, decode_fn, n, batch_size, seed, jit_compile,
                                   progress):
@@ -94,6 +98,10 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
         feats = extractor.features(np.clip(images, 0.0, 1.0).astype(np.float32))
         feature_seconds += time.time() - start
         stats.update(feats["pool"])
+        if classify is not None:
+            predicted = np.asarray(classify(np.clip(images, 0.0, 1.0)))
+            recognised += int(np.sum(predicted == conditioned[seen:seen + len(images)]))
+        seen += len(images)
         pools.append(feats["pool"])
         if "logits" in feats:
             logits.append(feats["logits"])
@@ -108,6 +116,8 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
         score = fid.inception_score(logits=np.concatenate(logits),
                                     splits=min(10, metrics["n"]))
         metrics.update(inception_score=score["is_mean"], inception_score_std=score["is_std"])
+    if classify is not None:
+        metrics["class_accuracy"] = recognised / metrics["n"]
     metrics.update(plan_gflops(model, plan))
     metrics.update(decode_seconds_per_image=decode_seconds / metrics["n"],
                    feature_seconds_per_image=feature_seconds / metrics["n"],

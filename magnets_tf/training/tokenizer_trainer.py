@@ -8,6 +8,8 @@ One trainer for every data set. The model directory holds
   metrics.json               the final evaluation (PSNR, codebook usage).
 No pretrained perceptual network (LPIPS/VGG) is reachable offline, so there is no
 perceptual loss; the PatchGAN discriminator is the optional sharpness term.
+The same trainer trains the 3D `VideoTokenizer` on {"video": [B, T, H, W, C]} batches
+(PSNR over whole clips, discriminator and summaries on frames).
 """
 import json
 import math
@@ -20,7 +22,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
+
+TOKENIZER_TYPES = (VQGAN, VideoTokenizer)
 
 CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "tokenizer.weights.h5"
@@ -68,10 +73,10 @@ def _variable_tree(variables):
 
 
 def psnr_per_image(images, reconstructions):
-    """PSNR in dB of each image pair (float arrays in [0, 1], [B, H, W, C])."""
+    """PSNR in dB of each image (or clip) pair (float arrays in [0, 1], [B, ...])."""
     images = np.asarray(images, np.float64)
     reconstructions = np.clip(np.asarray(reconstructions, np.float64), 0.0, 1.0)
-    mse = np.mean((images - reconstructions) ** 2, axis=(1, 2, 3))
+    mse = np.mean((images - reconstructions) ** 2, axis=tuple(range(1, images.ndim)))
     return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
 
 
@@ -83,6 +88,34 @@ def image_grid(images, rows):
     grid = tf.reshape(images[: rows * cols], [rows, cols, h, w, c])
     grid = tf.transpose(grid, [0, 2, 1, 3, 4])
     return tf.reshape(grid, [1, rows * h, cols * w, c])
+
+
+def as_frames(x):
+    """Images [B, H, W, C] unchanged; clips [B, T, H, W, C] -> frames [B*T, H, W, C]."""
+    if len(x.shape) == 5:
+        return tf.reshape(x, [-1, *x.shape[2:]])
+    return x
+
+
+def batch_inputs(batch):
+    """The model input of a data batch: its "image" or, for video sets, its "video"."""
+    if "image" in batch:
+        return batch["image"]
+    if "video" in batch:
+        return batch["video"]
+    raise ValueError(f"batch has keys {sorted(batch)}; expected 'image' or 'video'")
+
+
+def pairs_grid(inputs, reconstructions, max_items=8):
+    """Summary grid: inputs over reconstructions (images), or for clips one row of
+    frames per clip, inputs then reconstructions (up to 4 clips)."""
+    reconstructions = tf.clip_by_value(reconstructions, 0.0, 1.0)
+    if len(inputs.shape) == 5:
+        n = min(4, int(inputs.shape[0]))
+        pair = tf.concat([as_frames(inputs[:n]), as_frames(reconstructions[:n])], 0)
+        return image_grid(pair, 2 * n)
+    n = min(max_items, int(inputs.shape[0]))
+    return image_grid(tf.concat([inputs[:n], reconstructions[:n]], 0), 2)
 
 
 @gin.configurable
@@ -102,8 +135,9 @@ class TokenizerTrainer:
                  restart_every=100, restart_fraction=0.03, log_every=50,
                  image_every=500, checkpoint_every=500, max_checkpoints=2, jit_compile=False,
                  seed=0):
-        if not isinstance(model, VQGAN):
-            raise ValueError(f"model must be a VQGAN, got {type(model).__name__}")
+        if not isinstance(model, TOKENIZER_TYPES):
+            raise ValueError(f"model must be a VQGAN or VideoTokenizer, got "
+                             f"{type(model).__name__}")
         if int(num_steps) <= 0:
             raise ValueError(f"num_steps must be positive, got {num_steps!r}")
         self.model = model
@@ -158,7 +192,8 @@ class TokenizerTrainer:
                  + self.quantizer_weight * out["quantizer_loss"])
         return dict(total_loss=total, l2_loss=l2, l1_loss=l1,
                     codebook_loss=out["codebook_loss"],
-                    commitment_loss=out["commitment_loss"])
+                    commitment_loss=out["commitment_loss"],
+                    batch_codebook_usage=out["batch_codebook_usage"])
 
     def _step(self, images):
         gan_on = tf.cast(self.step >= self.gan_start_step, tf.float32)
@@ -167,7 +202,7 @@ class TokenizerTrainer:
             losses = self._losses(images, out)
             total = losses["total_loss"]
             if self.use_gan:
-                fake_logits = self.discriminator(out["reconstruction"])
+                fake_logits = self.discriminator(as_frames(out["reconstruction"]))
                 generator_loss = -tf.reduce_mean(fake_logits)
                 total = total + gan_on * self.gan_weight * generator_loss
                 losses["generator_loss"] = generator_loss
@@ -175,8 +210,8 @@ class TokenizerTrainer:
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         if self.use_gan:
             with tf.GradientTape() as tape:
-                real = self.discriminator(images)
-                fake = self.discriminator(tf.stop_gradient(out["reconstruction"]))
+                real = self.discriminator(as_frames(images))
+                fake = self.discriminator(as_frames(tf.stop_gradient(out["reconstruction"])))
                 disc_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real))
                              + tf.reduce_mean(tf.nn.relu(1.0 + fake)))
                 gated_disc_loss = gan_on * disc_loss
@@ -195,9 +230,11 @@ class TokenizerTrainer:
         return losses, out["reconstruction"]
 
     def usage_fraction(self):
-        """Fraction of codes whose running usage is at least 1% of the mean usage."""
+        """Fraction of codes whose running (decayed) usage is at least `restart_fraction`
+        of the mean: the codes that are not candidates for a restart."""
         usage = self.model.quantizer.usage
-        return float(tf.reduce_mean(tf.cast(usage >= 0.01 * tf.reduce_mean(usage), tf.float32)))
+        alive = usage >= self.restart_fraction * tf.reduce_mean(usage)
+        return float(tf.reduce_mean(tf.cast(alive, tf.float32)))
 
     def restore(self):
         """Restores the newest checkpoint if any; returns the step reached."""
@@ -223,25 +260,23 @@ class TokenizerTrainer:
         begin = time.time()
         with writer.as_default():
             for step in range(start + 1, self.num_steps + 1):
-                images = next(iterator)["image"]
+                images = batch_inputs(next(iterator))
                 losses, recon = self._train_step(images)
                 if bar is not None:
                     bar.update(1)
                 if step % self.log_every == 0 or step == self.num_steps:
                     values = {k: float(v) for k, v in losses.items()}
-                    values["codebook_usage"] = self.usage_fraction()
+                    values["codebook_alive_fraction"] = self.usage_fraction()
                     values["learning_rate"] = float(self.optimizer.learning_rate)
                     values["steps_per_second"] = (step - start) / max(time.time() - begin, 1e-6)
                     for name, value in values.items():
                         tf.summary.scalar(name, value, step=step)
                     if bar is not None:
                         bar.set_postfix(l2=f"{values['l2_loss']:.4f}",
-                                        usage=f"{values['codebook_usage']:.2f}")
+                                        usage=f"{values['batch_codebook_usage']:.2f}")
                 if step % self.image_every == 0 or step == self.num_steps:
-                    n = min(8, int(images.shape[0]))
-                    pair = tf.concat([images[:n], tf.clip_by_value(recon[:n], 0.0, 1.0)], 0)
-                    tf.summary.image("inputs_over_reconstructions", image_grid(pair, 2),
-                                     step=step)
+                    tf.summary.image("inputs_over_reconstructions",
+                                     pairs_grid(images, recon), step=step)
                 if step % self.checkpoint_every == 0 or step == self.num_steps:
                     self.manager.save(checkpoint_number=step)
             writer.flush()
@@ -268,7 +303,8 @@ def save_tokenizer(model, model_dir):
 
 
 def load_tokenizer(model_dir):
-    """The trained VQGAN of a tokenizer model dir (config + weights); clear errors."""
+    """The trained tokenizer (VQGAN, or VideoTokenizer when the config holds a
+    video_shape) of a tokenizer model dir (config + weights); clear errors."""
     config_path = os.path.join(str(model_dir), CONFIG_FILE)
     weights_path = os.path.join(str(model_dir), WEIGHTS_FILE)
     for path in (config_path, weights_path):
@@ -281,7 +317,8 @@ def load_tokenizer(model_dir):
             config = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"unreadable tokenizer config {config_path}: {e}") from None
-    model = VQGAN.from_config(config)
+    model_class = VideoTokenizer if "video_shape" in config else VQGAN
+    model = model_class.from_config(config)
     model.build()
     try:
         model.load_weights(weights_path)
@@ -305,10 +342,11 @@ def evaluate_tokenizer(model, dataset, max_batches=None):
     for i, batch in enumerate(dataset):
         if max_batches is not None and i >= max_batches:
             break
-        images = batch["image"]
+        images = batch_inputs(batch)
         tokens, recon = run(images)
         psnrs.append(psnr_per_image(images, recon))
-        mses.append(np.mean((np.asarray(images) - np.asarray(recon)) ** 2, axis=(1, 2, 3)))
+        mses.append(np.mean((np.asarray(images) - np.asarray(recon)) ** 2,
+                            axis=tuple(range(1, len(images.shape)))))
         token_arrays.append(np.asarray(tokens))
     if not psnrs:
         raise ValueError("evaluation data set is empty")
@@ -335,37 +373,54 @@ def write_metrics(model_dir, metrics):
 def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="train",
                                eval_split="test", batch_size=64, eval_batch_size=500,
                                image_size=None, seed=0, progress=True,
-                               model_fn=gin.REQUIRED):
+                               model_fn=gin.REQUIRED, eval_max_batches=None):
     """Trains (or resumes) a tokenizer, saves it, evaluates it; returns the metrics.
 
-    `model_fn` builds the VQGAN (e.g. `@build_vqgan`); the trainer's hyper-parameters
-    come from gin bindings of `TokenizerTrainer`.
+    `model_fn` builds the VQGAN (e.g. `@build_vqgan`) or the VideoTokenizer (e.g.
+    `@build_video_tokenizer`; then `dataset` is a video set of `data.video.video_dataset`,
+    clips cut to the tokenizer's video_shape); the trainer's hyper-parameters come from
+    gin bindings of `TokenizerTrainer`. `eval_max_batches` caps the evaluation.
     """
     from magnets_tf.data.datasets import image_dataset  # Data sits beside training.
+    from magnets_tf.data.video import video_dataset
 
     os.makedirs(model_dir, exist_ok=True)
     model = model_fn()
-    if not isinstance(model, VQGAN):
-        raise ValueError(f"model_fn must build a VQGAN, got {type(model).__name__}")
-    train_data = image_dataset(dataset, train_split, batch_size, image_size=image_size,
-                               shuffle=True, repeat=True, seed=seed, drop_remainder=True)
+    if not isinstance(model, TOKENIZER_TYPES):
+        raise ValueError(f"model_fn must build a VQGAN or VideoTokenizer, got "
+                         f"{type(model).__name__}")
+    if isinstance(model, VideoTokenizer):
+        frames, height, width = model.video_shape[:3]
+
+        def make_data(split, size, train):
+            return video_dataset(dataset, split, size, num_frames=frames,
+                                 frame_size=(height, width), shuffle=train, repeat=train,
+                                 seed=seed, drop_remainder=train)
+    else:
+        def make_data(split, size, train):
+            if train:
+                return image_dataset(dataset, split, size, image_size=image_size,
+                                     shuffle=True, repeat=True, seed=seed,
+                                     drop_remainder=True)
+            return image_dataset(dataset, split, size, image_size=image_size)
+    train_data = make_data(train_split, batch_size, True)
     trainer = TokenizerTrainer(model, model_dir, seed=seed)
     begin = time.time()
     trainer.train(train_data, progress=progress)
     train_seconds = time.time() - begin
     trainer.save_tokenizer()
-    eval_data = image_dataset(dataset, eval_split, eval_batch_size, image_size=image_size)
-    metrics = evaluate_tokenizer(model, eval_data)
+    eval_data = make_data(eval_split, eval_batch_size, False)
+    metrics = evaluate_tokenizer(model, eval_data, max_batches=eval_max_batches)
     metrics.update(dataset=dataset, split=eval_split, train_steps=trainer.num_steps,
                    train_seconds_this_run=round(train_seconds, 1))
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
     with writer.as_default():
         tf.summary.scalar("psnr_db", metrics["psnr_db"], step=trainer.num_steps)
         tf.summary.scalar("codebook_usage", metrics["codebook_usage"], step=trainer.num_steps)
-        batch = next(iter(eval_data.take(1)))["image"][:16]
+        batch = batch_inputs(next(iter(eval_data.take(1))))[:16]
         recon = model.decode(model.encode(batch))
-        tf.summary.image("test_inputs_over_reconstructions",
-                         image_grid(tf.concat([batch, recon], 0), 4), step=trainer.num_steps)
+        tf.summary.image("test_inputs_over_reconstructions", pairs_grid(batch, recon, 16),
+                         step=trainer.num_steps)
     writer.flush()
     write_metrics(model_dir, metrics)
     return metrics

@@ -59,8 +59,11 @@ def test_evaluate_plan_reports_metrics_n_and_exact_gflops(generator, tmp_path):
     plan = generation.make_model_plan(model, num_steps=4, model_schedule="8:2,1:2")
     metrics, kept = generation.evaluate_plan(model, plan, decode_fn, extractor, reference,
                                              n=8, batch_size=4, jit_compile=False,
-                                             progress=False, keep_images=6)
+                                             progress=False, keep_images=6,
+                                             classify=lambda images: np.zeros(len(images)))
     assert metrics["n"] == 8 and metrics["n_reference"] == 12
+    # Samples are conditioned on classes 0..7 once each: a constant-0 classifier is right once.
+    assert metrics["class_accuracy"] == pytest.approx(1 / 8)
     assert metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1 and 0 <= metrics["recall"] <= 1
     arch = flops.ArchSpec.from_model(model)
     assert metrics["gflops_exact"] == pytest.approx(sum(flops.exact_gflops(arch, plan)))
