@@ -129,8 +129,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
             raise ValueError(f"cannot restore {manager.latest_checkpoint} into this "
                              f"configuration (changed preset/factors/data?): {e}") from None
         print(f"Resumed from {manager.latest_checkpoint} at step "
-              f"{int(optimizer.iterations)}", flush=True)
-    start_step = int(optimizer.iterations)
+              f"{int(optimizer.iterations.numpy())}", flush=True)
+    start_step = int(optimizer.iterations.numpy())
 
     operative = gin.operative_config_str()
     _write_text_atomic(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
@@ -200,8 +200,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
     if start_step >= train_steps:
         export(start_step)
     steps_done = max(train_steps - start_step, 0)
-    summary = dict(start_step=start_step, final_step=int(optimizer.iterations), logs=logs,
-                   seconds=elapsed, steps_per_second=steps_done / elapsed if elapsed else 0.0)
+    summary = dict(start_step=start_step, final_step=int(optimizer.iterations.numpy()),
+                   logs=logs, seconds=elapsed, steps_per_second=steps_done / elapsed if elapsed else 0.0)
     _write_text_atomic(os.path.join(model_dir, "train_summary.json"),
                        json.dumps(summary, indent=2))
     return summary
