@@ -201,7 +201,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
         export(start_step)
     steps_done = max(train_steps - start_step, 0)
     summary = dict(start_step=start_step, final_step=int(optimizer.iterations.numpy()),
-                   logs=logs, seconds=elapsed, steps_per_second=steps_done / elapsed if elapsed else 0.0)
+                   logs=logs, seconds=elapsed,
+                   steps_per_second=steps_done / elapsed if elapsed else 0.0)
     _write_text_atomic(os.path.join(model_dir, "train_summary.json"),
                        json.dumps(summary, indent=2))
     return summary
