@@ -1,6 +1,7 @@
 # Set-up, tests and the main job. Works as root (installs Debian data sets too) or in a venv.
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
+export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: setup test test-all quickstart
 

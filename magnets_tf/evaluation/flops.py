@@ -6,8 +6,9 @@ unfloored cosine counts and doubles every guided step. It reproduces Table 1.
 
 `exact`: the multiply-adds our decoder executes for a `DecodePlan`: Q/K/V/O and MLP at
 the sub-model's width, attention over every cached position at the sliced head dim, the
-MLM head on the processed grid positions, and the unconditional branch's own passes
-(including its first full pass). Both are in GFLOPs = 1e9 multiply-adds, as the paper.
+MLM head on the M_k tokens still masked at the input of step k (the only ones sampled),
+and the unconditional branch's own passes (including its first full pass).
+Both are in GFLOPs = 1e9 multiply-adds, as the paper.
 """
 import dataclasses
 import math
@@ -77,10 +78,17 @@ def paper_gflops(arch, num_steps, factors, use_cache, refresh_steps, total_token
 
 
 def paper_gflops_for_plan(arch, plan: DecodePlan):
-    """The paper's count for the schedule, cache and refresh steps of `plan`."""
+    """The paper's count for the schedule, cache and refresh steps of `plan`.
+
+    Condition tokens (frame prediction) are skipped only by a cached decode: an uncached
+    plan (the MAGVIT / MaskGIT++ baseline) runs every step on all 1 + N tokens, as our
+    decoder does and as Table 2's baseline GFLOPs count them (MAGVIT-L on K600 ~4.3k,
+    ~5.1k with guidance on the last 2 steps: tests/evaluation/flops_video_test.py).
+    """
     refresh = [k for k, r in enumerate(plan.refresh_steps) if r and k > 0]
+    condition = plan.num_condition_tokens if plan.use_cache else 0
     return paper_gflops(arch, plan.num_steps, plan.factors, plan.use_cache, refresh,
-                        plan.sequence_length, plan.guidance_steps, plan.num_condition_tokens)
+                        plan.sequence_length, plan.guidance_steps, condition)
 
 
 def exact_pass_gflops(arch, num_processed, num_attended, num_logits, factor):
@@ -108,10 +116,10 @@ def exact_gflops(arch, plan: DecodePlan):
 
 
 def _branch_gflops(arch, plan, processed, step):
-    full = processed == plan.sequence_length
-    # The head runs on the processed positions that are generated grid tokens.
-    logits = plan.num_generated if full else processed
-    return exact_pass_gflops(arch, processed, plan.sequence_length, logits, plan.factors[step])
+    # The head runs only on the M_k tokens still masked at the input of the step: the
+    # decoder keeps them as the last M_k processed rows (decoding/decoder.py).
+    return exact_pass_gflops(arch, processed, plan.sequence_length, plan.masked_in[step],
+                             plan.factors[step])
 
 
 def uncached_baseline_plan(plan: DecodePlan, factor=1):

@@ -27,17 +27,19 @@ def test_paper_step_formula():
 def test_exact_equals_paper_structure_for_uncached_full_model():
     plan = make_plan(256, 12, "1:12", use_cache=False)
     exact = flops.exact_gflops(L, plan)
-    # Layers as the paper counts them, plus the MLM head on the 256 grid tokens.
+    # Layers as the paper counts them, plus the MLM head on the M_k still-masked tokens.
     layers = flops.paper_step_gflops(L, 0, 257, 1)
-    head = 256 * (1024 * 1024 + 1024 * 1024) / 1e9
-    assert exact == pytest.approx([layers + head] * 12)
+    heads = [m * (1024 * 1024 + 1024 * 1024) / 1e9 for m in plan.masked_in]
+    assert plan.masked_in[0] == 256
+    assert exact == pytest.approx([layers + head for head in heads])
 
 
 def test_exact_counts_unconditional_first_full_pass():
     plan = make_plan(256, 12, "8:3,4:3,2:3,1:3", guidance_scale=1.0, guidance_steps=4)
     exact = flops.exact_gflops(L, plan)
-    step8 = flops.exact_pass_gflops(L, plan.num_processed[8], 257, plan.num_processed[8], 2)
-    full8 = flops.exact_pass_gflops(L, 257, 257, 256, 2)
+    m8 = plan.masked_in[8]
+    step8 = flops.exact_pass_gflops(L, plan.num_processed[8], 257, m8, 2)
+    full8 = flops.exact_pass_gflops(L, 257, 257, m8, 2)
     assert exact[8] == pytest.approx(step8 + full8)
     # Refresh every step costs more than the model-change policy; no cache most of all.
     every = flops.exact_gflops(L, make_plan(256, 12, "8:3,4:3,2:3,1:3", refresh="every_step"))

@@ -1,0 +1,1 @@
+"""Checkpoint import: official MaskGIT flax msgpack checkpoints, the FID Inception weights."""

@@ -1,0 +1,338 @@
+"""XLA-compiled MaGNeTS decoding: model schedule, fixed-shape K/V cache, guided last steps.
+
+One `tf.function` per (model, plan, batch) runs the K steps of a `DecodePlan` unrolled in
+Python, so every step has static shapes.
+
+Ordering trick (no scatter). Attention has no notion of key order (positions enter as
+embeddings), so the decoder keeps every sequence in a per-example permutation `order`
+[B, 1+N] of the positions, arranged so that the tokens processed at a cached step are a
+contiguous *suffix*: the class token and given tokens first, then tokens in the order
+they were unmasked, and the still-masked tokens last. The positions masked at the input
+of step k-1 (the M_{k-1} queries of step k) are then `order[:, -M_{k-1}:]`, their
+fresh K/V replace the buffer's last M_{k-1} rows (a static slice), the M_k tokens still
+masked (the only ones that need logits) are the last M_k rows of the pass, and step k
+reorders only its last M_k rows. Cached rows therefore never move.
+
+K/V buffers are [B, H, 1+N, dh/p] per layer (the sub-model's width; a refresh rebuilds
+them at the new width). The unconditional CFG branch keeps its own buffers and does a
+full pass at its first guided step.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from magnets_tf.decoding import sampling
+from magnets_tf.decoding.schedule import DecodePlan, make_plan
+
+def _layer_norm(x, norm):
+    """keras LayerNormalization `norm` applied with its own weights and epsilon."""
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    centered = x - mean
+    var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
+    return centered * tf.math.rsqrt(var + norm.epsilon) * norm.gamma + norm.beta
+
+
+def _gelu(x):
+    return tf.nn.gelu(x, approximate=True)
+
+
+class _SubModelWeights:
+    """Sliced, fused weights of sub-model p, read once per decode and reused by its steps.
+
+    Q, K and V kernels are concatenated into one [d, 3*H*w] matmul; the softmax scale
+    1/sqrt(w) is folded into the query kernel and bias.
+    """
+
+    def __init__(self, model, factor):
+        self.factor = factor
+        self.layers = []
+        for block in model.blocks:
+            att, mlp = block.attention, block.mlp
+            width = att.head_dim // factor
+            d, heads = att.hidden_size, att.num_heads
+            scale = 1.0 / math.sqrt(width)
+            kernels, biases = [], []
+            for dense, s in ((att.query, scale), (att.key, 1.0), (att.value, 1.0)):
+                kernel, bias = dense.sliced_weights(factor)
+                kernels.append(tf.reshape(kernel, [d, heads * width]) * s)
+                biases.append(tf.reshape(bias, [heads * width]) * s)
+            out_kernel, out_bias = att.output_dense.sliced_weights(factor)
+            w1, b1 = mlp.intermediate.sliced_weights(factor)
+            w2, b2 = mlp.output_dense.sliced_weights(factor)
+            self.layers.append(dict(
+                width=width, heads=heads,
+                qkv_kernel=tf.concat(kernels, axis=1), qkv_bias=tf.concat(biases, axis=0),
+                out_kernel=tf.reshape(out_kernel, [heads * width, d]), out_bias=out_bias,
+                mlp_in=w1, mlp_in_bias=b1, mlp_out=w2, mlp_out_bias=b2,
+                attention_norm=block.attention_norm, mlp_norm=block.mlp_norm))
+
+
+class Decoder:
+    """MaGNeTS / MaskGIT parallel decoder for one (model, plan, batch size).
+
+    `generate(class_ids, seed)` -> int32 [B, N] grid tokens (row-major);
+    `edit(tokens, keep_mask, class_ids, seed)` regenerates the tokens where `keep_mask`
+    is False (inpainting, outpainting, class editing) and keeps the others.
+    `jit_compile=False` runs the same graph without XLA, for debugging.
+    """
+
+    def __init__(self, model, plan: DecodePlan, batch_size, jit_compile=True,
+                 record_steps=False):
+        if not isinstance(plan, DecodePlan):
+            raise TypeError(f"plan must be a DecodePlan (see make_plan), got {type(plan)}")
+        if plan.num_tokens != model.num_tokens:
+            raise ValueError(f"plan has num_tokens={plan.num_tokens} but the model was built "
+                             f"for {model.num_tokens} grid tokens")
+        unknown = sorted(set(plan.factors) - set(model.factors))
+        if unknown:
+            raise ValueError(f"plan uses factors {unknown} the model does not have "
+                             f"(model factors {model.factors})")
+        if int(batch_size) <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not model.built:
+            model.build()
+        self.model = model
+        self.plan = plan
+        self.batch_size = int(batch_size)
+        self.jit_compile = bool(jit_compile)
+        self.record_steps = bool(record_steps)
+        self.trace_log = []  # static pass shapes seen while tracing, for inspection
+        b, n = self.batch_size, plan.num_tokens
+        self._fn = tf.function(self._decode, jit_compile=self.jit_compile, input_signature=[
+            tf.TensorSpec([b, n], tf.int32), tf.TensorSpec([b, n], tf.bool),
+            tf.TensorSpec([b], tf.int32), tf.TensorSpec([2], tf.int32)])
+
+    # Public entry points.
+    def generate(self, class_ids, seed, condition_tokens=None):
+        """Class-conditional generation; the plan's leading condition tokens are given."""
+        return self.generate_with_stats(class_ids, seed, condition_tokens)[0]
+
+    def generate_with_stats(self, class_ids, seed, condition_tokens=None):
+        """(tokens [B, N], per-step stats dict) of a class-conditional decode."""
+        b, n, c = self.batch_size, self.plan.num_tokens, self.plan.num_condition_tokens
+        tokens = np.zeros([b, n], np.int32)
+        keep = np.zeros([b, n], bool)
+        if c:
+            if condition_tokens is None:
+                raise ValueError(f"the plan has {c} condition tokens: pass condition_tokens "
+                                 f"[{b}, {c}]")
+            condition_tokens = np.asarray(condition_tokens, np.int32)
+            if condition_tokens.shape != (b, c):
+                raise ValueError(f"condition_tokens must have shape {(b, c)}, got "
+                                 f"{condition_tokens.shape}")
+            tokens[:, :c] = condition_tokens
+            keep[:, :c] = True
+        elif condition_tokens is not None:
+            raise ValueError("condition_tokens given but the plan has num_condition_tokens=0")
+        return self._run(tokens, keep, class_ids, seed)
+
+    def edit(self, tokens, keep_mask, class_ids, seed):
+        """Regenerates tokens where keep_mask is False; kept tokens are returned unchanged.
+
+        Every row of keep_mask [B, N] must keep exactly plan.num_condition_tokens tokens
+        (build the plan with `editing_plan`)."""
+        return self.edit_with_stats(tokens, keep_mask, class_ids, seed)[0]
+
+    def edit_with_stats(self, tokens, keep_mask, class_ids, seed):
+        b, n = self.batch_size, self.plan.num_tokens
+        tokens = np.asarray(tokens, np.int32).reshape(b, -1)
+        keep_mask = np.asarray(keep_mask, bool).reshape(b, -1)
+        if tokens.shape != (b, n) or keep_mask.shape != (b, n):
+            raise ValueError(f"tokens and keep_mask must hold {b} x {n} grid tokens, got "
+                             f"{tokens.shape} and {keep_mask.shape}")
+        kept = keep_mask.sum(axis=1)
+        if np.any(kept != self.plan.num_condition_tokens):
+            raise ValueError(f"keep_mask keeps {sorted(set(kept.tolist()))} tokens per row, but "
+                             f"the plan was made for num_condition_tokens="
+                             f"{self.plan.num_condition_tokens} (use editing_plan)")
+        if np.any(tokens[keep_mask] < 0) or np.any(tokens[keep_mask] >= self.model.codebook_size):
+            raise ValueError(f"kept tokens must be codes in [0, {self.model.codebook_size})")
+        return self._run(tokens, keep_mask, class_ids, seed)
+
+    def _run(self, tokens, keep, class_ids, seed):
+        class_ids = np.asarray(class_ids, np.int32).reshape(-1)
+        if class_ids.shape != (self.batch_size,):
+            raise ValueError(f"class_ids must hold batch_size={self.batch_size} labels, got "
+                             f"shape {class_ids.shape}")
+        valid = (class_ids >= 0) & (class_ids < self.model.num_classes)
+        valid |= class_ids == self.model.null_class_id
+        if not np.all(valid):
+            raise ValueError(f"class ids must be in [0, {self.model.num_classes}) or the null "
+                             f"class {self.model.null_class_id}, got {class_ids[~valid]}")
+        seed = np.asarray(seed, np.int32).reshape(-1)
+        if seed.shape != (2,):
+            raise ValueError(f"seed must be an int32 pair [2], got shape {seed.shape}")
+        out, stats = self._fn(tf.constant(tokens), tf.constant(keep), tf.constant(class_ids),
+                              tf.constant(seed))
+        return out.numpy(), {k: v.numpy() for k, v in stats.items()}
+
+    # The compiled decode.
+    def _decode(self, tokens, keep, class_ids, seed):
+        model, plan = self.model, self.plan
+        b, t = self.batch_size, plan.sequence_length
+        mask_id = model.mask_token_id
+        self.trace_log = []
+        weights = {}
+
+        # Initial order: class token, kept tokens, masked tokens (stable within groups).
+        grid_order = tf.argsort(tf.cast(tf.logical_not(keep), tf.int32), axis=1, stable=True)
+        order = tf.concat([tf.zeros([b, 1], tf.int32), grid_order + 1], axis=1)
+        grid = tf.where(keep, tokens, mask_id)
+        seq = tf.gather(model.input_ids(grid, class_ids), order, batch_dims=1)
+        null_token = tf.fill([b, 1], model.null_class_id)
+
+        caches = {"cond": None, "uncond": None}
+        stats = {name: [] for name in ("processed", "processed_were_masked",
+                                       "distinct_processed", "logit_positions",
+                                       "uncond_processed", "step_factor")}
+        steps = []
+        uncond_full = plan.uncond_refresh_steps()
+        prev_masked_positions = None
+        for k in range(plan.num_steps):
+            factor = plan.factors[k]
+            if factor not in weights:
+                weights[factor] = _SubModelWeights(model, factor)
+            sub = weights[factor]
+            m_in, m_out = plan.masked_in[k], plan.masked_out[k]
+            queries = t if plan.refresh_steps[k] else plan.masked_in[k - 1]
+            ids_q, pos_q = seq[:, t - queries:], order[:, t - queries:]
+            hidden, caches["cond"] = self._pass(
+                sub, ids_q, pos_q, None if plan.refresh_steps[k] else caches["cond"])
+            logits = self._head(hidden[:, queries - m_in:])
+            self.trace_log.append(("cond", k, factor, queries, t, m_in))
+            uncond_queries = 0
+            if plan.guided[k]:
+                uncond_queries = t if uncond_full[k] else queries
+                u_ids = seq[:, t - uncond_queries:]
+                if uncond_queries == t:
+                    u_ids = tf.concat([null_token, u_ids[:, 1:]], axis=1)
+                u_hidden, caches["uncond"] = self._pass(
+                    sub, u_ids, order[:, t - uncond_queries:],
+                    None if uncond_full[k] else caches["uncond"])
+                u_logits = self._head(u_hidden[:, uncond_queries - m_in:])
+                logits = sampling.guided_logits(logits, u_logits, plan.guidance_weight(k))
+                self.trace_log.append(("uncond", k, factor, uncond_queries, t, m_in))
+
+            # Counters of what this step actually ran (checked against the plan in tests).
+            stats["processed"].append(tf.shape(ids_q)[1])
+            stats["uncond_processed"].append(tf.constant(uncond_queries, tf.int32))
+            stats["logit_positions"].append(tf.shape(logits)[1])
+            stats["step_factor"].append(tf.constant(factor, tf.int32))
+            seen = tf.reduce_max(tf.one_hot(pos_q, t, dtype=tf.int32), axis=1)  # [B, T]
+            stats["distinct_processed"].append(tf.reduce_min(tf.reduce_sum(seen, axis=1)))
+            if prev_masked_positions is None:
+                stats["processed_were_masked"].append(tf.constant(-1, tf.int32))
+            else:
+                hits = tf.reduce_sum(seen * prev_masked_positions, axis=1)
+                stats["processed_were_masked"].append(tf.reduce_min(hits))
+            is_masked = tf.cast(tf.equal(seq, mask_id), tf.int32)  # [B, T] in order
+            prev_masked_positions = tf.reduce_max(
+                tf.one_hot(order, t, dtype=tf.int32) * is_masked[:, :, None], axis=1)
+
+            # Sample every masked token; keep the m_out least confident masked.
+            sample_seed, mask_seed = sampling.step_seeds(seed, k)
+            sampled, log_p = sampling.sample_tokens(logits, plan.temperature(k), sample_seed)
+            if m_out:
+                rank = sampling.confidence_ranking(log_p, plan.mask_noise(k), mask_seed)
+                sampled = tf.gather(sampled, rank, batch_dims=1)
+                suffix_order = tf.gather(order[:, t - m_in:], rank, batch_dims=1)
+                new_suffix = tf.concat([sampled[:, :m_in - m_out],
+                                        tf.fill([b, m_out], mask_id)], axis=1)
+                order = tf.concat([order[:, :t - m_in], suffix_order], axis=1)
+            else:
+                new_suffix = sampled
+            seq = tf.concat([seq[:, :t - m_in], new_suffix], axis=1)
+            if self.record_steps:
+                steps.append(self._to_grid(seq, order))
+
+        out = {name: tf.stack(values) for name, values in stats.items()}
+        if self.record_steps:
+            out["tokens_per_step"] = tf.stack(steps)
+        return self._to_grid(seq, order), out
+
+    def _to_grid(self, seq, order):
+        """Natural row-major grid tokens [B, N] from a sequence held in `order`."""
+        inverse = tf.argsort(order, axis=1)
+        return tf.gather(seq, inverse[:, 1:], batch_dims=1)
+
+    def _pass(self, sub, ids, positions, cache):
+        """Transformer pass of sub-model `sub` on ids at positions [B, Q].
+
+        cache None: the Q tokens are the whole sequence (a refresh); otherwise the fresh
+        K/V replace the last Q rows of the [B, H, T, w] buffers and queries attend over
+        all T rows. Returns (hidden [B, Q, d], new per-layer (k, v) buffers)."""
+        model = self.model
+        b, q = ids.shape
+        d = model.hidden_size
+        x = (tf.gather(model.token_embedding.embeddings, ids)
+             + tf.gather(model.position_embedding, positions))
+        x = tf.reshape(_layer_norm(x, model.embedding_norm), [b * q, d])
+        new_cache = []
+        for i, layer in enumerate(sub.layers):
+            heads, width = layer["heads"], layer["width"]
+            qkv = tf.matmul(x, layer["qkv_kernel"]) + layer["qkv_bias"]
+            qkv = tf.transpose(tf.reshape(qkv, [b, q, 3, heads, width]), [2, 0, 3, 1, 4])
+            query, key, value = qkv[0], qkv[1], qkv[2]  # [B, H, Q, w]
+            if cache is not None:
+                old_k, old_v = (_fit_width(c, width) for c in cache[i])
+                prefix = old_k.shape[2] - q
+                key = tf.concat([old_k[:, :, :prefix], key], axis=2)
+                value = tf.concat([old_v[:, :, :prefix], value], axis=2)
+            new_cache.append((key, value))
+            probs = tf.nn.softmax(tf.matmul(query, key, transpose_b=True), axis=-1)
+            context = tf.reshape(tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3]),
+                                 [b * q, heads * width])
+            attended = tf.matmul(context, layer["out_kernel"]) + layer["out_bias"]
+            x = _layer_norm(x + attended, layer["attention_norm"])
+            mlp = _gelu(tf.matmul(x, layer["mlp_in"]) + layer["mlp_in_bias"])
+            x = _layer_norm(x + tf.matmul(mlp, layer["mlp_out"]) + layer["mlp_out_bias"],
+                            layer["mlp_norm"])
+        return tf.reshape(x, [b, q, d]), new_cache
+
+    def _head(self, hidden):
+        """MLM head on hidden [B, M, d] -> logits [B, M, codebook] (tied embeddings)."""
+        model = self.model
+        b, m, d = hidden.shape
+        x = tf.reshape(hidden, [b * m, d])
+        x = _layer_norm(_gelu(tf.matmul(x, model.head_dense.kernel) + model.head_dense.bias),
+                        model.head_norm)
+        codes = model.token_embedding.embeddings[: model.codebook_size]
+        logits = tf.matmul(x, codes, transpose_b=True) + model.head_bias
+        return tf.reshape(logits, [b, m, model.codebook_size])
+
+
+def _fit_width(buffer, width):
+    """A cached [B, H, T, w'] buffer at width w: sliced, or zero-padded when a plan
+    changes the factor without a refresh (refresh='never')."""
+    have = buffer.shape[-1]
+    if have == width:
+        return buffer
+    if have > width:
+        return buffer[..., :width]
+    return tf.pad(buffer, [[0, 0], [0, 0], [0, 0], [0, width - have]])
+
+
+def editing_plan(keep_mask, **plan_kwargs):
+    """`make_plan` for editing: num_tokens and num_condition_tokens from keep_mask.
+
+    keep_mask: bool [N] or [B, N] with the same number of kept tokens in every row."""
+    keep_mask = np.asarray(keep_mask, bool)
+    keep_mask = keep_mask.reshape(-1, keep_mask.shape[-1])
+    kept = set(keep_mask.sum(axis=1).tolist())
+    if len(kept) != 1:
+        raise ValueError(f"every row of keep_mask must keep the same number of tokens, got "
+                         f"{sorted(kept)}")
+    return make_plan(keep_mask.shape[1], num_condition_tokens=kept.pop(), **plan_kwargs)
+
+
+def box_keep_mask(grid_shape, top, left, height, width, keep_inside=False):
+    """bool [h*w] keep mask of a box on the token grid: inpainting regenerates the box
+    (keep_inside=False), outpainting regenerates everything around it (keep_inside=True)."""
+    h, w = grid_shape
+    if not (0 <= top < top + height <= h and 0 <= left < left + width <= w):
+        raise ValueError(f"box top={top} left={left} height={height} width={width} does not "
+                         f"fit the {h}x{w} token grid")
+    inside = np.zeros([h, w], bool)
+    inside[top:top + height, left:left + width] = True
+    return (inside if keep_inside else ~inside).reshape(-1)

@@ -1,0 +1,263 @@
+"""Frame prediction with a nested MaskGIT transformer on video tokens.
+
+Training (paper eq. 3 with condition frames kept visible): a clip's tokens [t, h, w]
+flatten time-major, so the first `num_condition_tokens` tokens are the condition frames.
+Each example masks a cosine-schedule fraction of the *other* tokens only; the loss is
+the nested distillation loss over the model's factors, CE on masked tokens only:
+  L = 1/N [CE(m_N, Y) + sum_{i<N} alpha CE(m_i, Y) + (1 - alpha) CE(m_i, sg(m_{i+1}))],
+m_1 the smallest sub-model, alpha decaying linearly 1 -> 0 over training.
+
+Evaluation decodes the future tokens with `decoding.Decoder` for several plans (MaGNeTS
+schedule with cache vs the full model without cache, same weights), and reports per-frame
+MSE/PSNR of the predicted frames to the ground truth, FVD (features named), the measured
+decode time and the check that condition tokens came back unchanged.
+This is the small frame-prediction entry of the video work; the general transformer
+trainer lives in training/trainer.py.
+"""
+import json
+import math
+import os
+import time
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+CONFIG_FILE = "transformer_config.json"
+WEIGHTS_FILE = "transformer.weights.h5"
+
+
+def condition_aware_mask(batch_size, num_tokens, num_condition_tokens, seed):
+    """bool [B, N]: True where a token is masked for training.
+
+    Condition tokens (the leading `num_condition_tokens`) are never masked; of the other
+    G tokens each example masks ceil(cos(pi/2 * u) * G) (u ~ U[0, 1), at least 1),
+    chosen uniformly at random. `seed` is a stateless [2] seed."""
+    generated = num_tokens - num_condition_tokens
+    ratio_seed, order_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    u = tf.random.stateless_uniform([batch_size], ratio_seed)
+    count = tf.cast(tf.math.ceil(tf.cos(math.pi / 2 * u) * generated), tf.int32)
+    count = tf.clip_by_value(count, 1, generated)
+    scores = tf.random.stateless_uniform([batch_size, generated], order_seed)
+    ranks = tf.argsort(tf.argsort(scores, axis=1), axis=1)  # rank of each token's score
+    masked = ranks < count[:, None]
+    return tf.concat([tf.zeros([batch_size, num_condition_tokens], tf.bool), masked], axis=1)
+
+
+def _masked_mean(values, mask):
+    mask = tf.cast(mask, values.dtype)
+    return tf.reduce_sum(values * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+def nested_loss(model, tokens, class_ids, mask, alpha, training=True):
+    """(per-example loss [B], {factor: per-example CE to the ground truth}) of eq. 3."""
+    grid = tf.where(mask, model.mask_token_id, tokens)
+    ids = model.input_ids(grid, class_ids)
+    factors = sorted(model.factors, reverse=True)  # m_1 (smallest) ... m_N (full, p=1)
+    logits = {p: tf.cast(model(ids, factor=p, training=training), tf.float32) for p in factors}
+    ce = {p: _masked_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tokens, logits[p]),
+                          mask) for p in factors}
+    total = ce[factors[-1]]
+    for small, large in zip(factors[:-1], factors[1:]):
+        teacher = tf.nn.softmax(tf.stop_gradient(logits[large]))
+        distill = _masked_mean(-tf.reduce_sum(teacher * tf.nn.log_softmax(logits[small]), -1),
+                               mask)
+        total = total + alpha * ce[small] + (1.0 - alpha) * distill
+    return total / len(factors), ce
+
+
+@gin.configurable
+class FramePredictionTrainer:
+    """Trains a MaskGitTransformer (with num_condition_tokens) on video token batches."""
+
+    def __init__(self, model, model_dir, num_steps=2000, learning_rate=1e-3,
+                 warmup_steps=100, weight_decay=0.01, null_class_prob=0.1, log_every=100,
+                 seed=0):
+        if model.num_condition_tokens <= 0:
+            raise ValueError("frame prediction needs a model built with num_condition_tokens > 0")
+        self.model = model
+        self.model_dir = str(model_dir)
+        self.num_steps = int(num_steps)
+        self.null_class_prob = float(null_class_prob)
+        self.log_every = int(log_every)
+        self.seed = int(seed)
+        warmup = min(int(warmup_steps), self.num_steps // 2)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, self.num_steps - warmup, alpha=0.05, warmup_target=learning_rate,
+            warmup_steps=warmup)
+        self.optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay,
+                                                beta_1=0.9, beta_2=0.96)
+        self.optimizer.build(model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._train_step = tf.function(self._step)
+
+    def _step(self, tokens, class_ids):
+        b = tf.shape(tokens)[0]
+        seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
+        mask_seed, null_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        mask = condition_aware_mask(b, self.model.num_tokens, self.model.num_condition_tokens,
+                                    mask_seed)
+        drop = tf.random.stateless_uniform([b], null_seed) < self.null_class_prob
+        class_ids = tf.where(drop, self.model.null_class_id, class_ids)
+        alpha = 1.0 - tf.cast(self.step, tf.float32) / float(max(self.num_steps - 1, 1))
+        with tf.GradientTape() as tape:
+            per_example, ce = nested_loss(self.model, tokens, class_ids, mask, alpha)
+            loss = tf.reduce_mean(per_example)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.step.assign_add(1)
+        return loss, {p: tf.reduce_mean(v) for p, v in ce.items()}
+
+    def train(self, tokens, class_ids, batch_size=32, progress=True):
+        """Trains on arrays tokens int32 [M, N] and class_ids int32 [M]; returns the last
+        logged losses."""
+        tokens = np.asarray(tokens, np.int32)
+        class_ids = np.asarray(class_ids, np.int32)
+        data = (tf.data.Dataset.from_tensor_slices((tokens, class_ids))
+                .shuffle(len(tokens), seed=self.seed).repeat().batch(batch_size, True))
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=self.num_steps, desc="frame prediction", unit="step",
+                       mininterval=5.0)
+        logged = {}
+        begin = time.time()
+        with writer.as_default():
+            for step, (x, y) in zip(range(1, self.num_steps + 1), data):
+                loss, ce = self._train_step(x, y)
+                if bar is not None:
+                    bar.update(1)
+                if step % self.log_every == 0 or step == self.num_steps:
+                    logged = {"loss": float(loss), **{f"ce_p{p}": float(v) for p, v in ce.items()},
+                              "steps_per_second": step / max(time.time() - begin, 1e-6)}
+                    for name, value in logged.items():
+                        tf.summary.scalar(name, value, step=step)
+                    logging.info("step %d %s", step, logged)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{logged['loss']:.3f}")
+        if bar is not None:
+            bar.close()
+        return logged
+
+    def save(self):
+        """Writes the transformer config and weights (temp files, then renamed)."""
+        save_transformer(self.model, self.model_dir)
+
+
+def save_transformer(model, model_dir):
+    os.makedirs(model_dir, exist_ok=True)
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
+    with open(config_path + ".tmp", "w") as f:
+        json.dump(model.get_config(), f, indent=2)
+    tmp_weights = weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp_weights)
+    os.replace(tmp_weights, weights_path)
+    os.replace(config_path + ".tmp", config_path)
+
+
+def load_transformer(model_dir):
+    """The transformer saved by `save_transformer` in model_dir; clear errors."""
+    from magnets_tf.models.transformer import MaskGitTransformer
+
+    config_path = os.path.join(str(model_dir), CONFIG_FILE)
+    weights_path = os.path.join(str(model_dir), WEIGHTS_FILE)
+    for path in (config_path, weights_path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: {model_dir} holds no trained "
+                                    f"frame-prediction transformer")
+    with open(config_path) as f:
+        model = MaskGitTransformer.from_config(json.load(f))
+    model.build()
+    model.load_weights(weights_path)
+    return model
+
+
+def psnr(mse):
+    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+
+
+def predict_frames(decoder, tokenizer, clips_tokens, class_ids, seed):
+    """(predicted tokens [B, N], decoded clips) of one batch; condition = token prefix."""
+    c = decoder.plan.num_condition_tokens
+    flat = np.asarray(clips_tokens, np.int32).reshape(len(clips_tokens), -1)
+    out = decoder.generate(class_ids, seed, condition_tokens=flat[:, :c])
+    return out, tokenizer.decode(out).numpy()
+
+
+def evaluate_frame_prediction(model, tokenizer, clips, class_ids, plans, batch_size,
+                              condition_frames, fvd_network=None, seed=0, repeats=3,
+                              fvd_max_clips=None, fvd_frame_stride=1, jit_compile=True):
+    """Per-plan metrics of predicting clips[:, condition_frames:] from the first frames.
+
+    plans: {name: DecodePlan}; every plan decodes with the same weights. Timing: each
+    plan's compiled decode runs `repeats` times over all batches, the plans interleaved,
+    and the median is reported (the machine is shared). FVD uses the first
+    `fvd_max_clips` clips and every `fvd_frame_stride`-th future frame. Also reports the
+    tokenizer's reconstruction (upper bound) and copying the last condition frame.
+    Returns ({name: metrics}, {name: decoded clips}).
+    """
+    from magnets_tf.decoding.decoder import Decoder
+    from magnets_tf.evaluation import fvd as fvd_lib
+
+    clips = np.asarray(clips, np.float32)
+    n = (len(clips) // batch_size) * batch_size
+    clips, class_ids = clips[:n], np.asarray(class_ids, np.int32)[:n]
+    tokens = np.concatenate([tokenizer.encode(clips[i:i + batch_size]).numpy()
+                             for i in range(0, n, batch_size)]).reshape(n, -1)
+    recon = np.concatenate([tokenizer.decode(tokens[i:i + batch_size]).numpy()
+                            for i in range(0, n, batch_size)])
+    future = clips[:, condition_frames:]
+    decoders = {name: Decoder(model, plan, batch_size, jit_compile=jit_compile)
+                for name, plan in plans.items()}
+    results, videos, times = {}, {}, {name: [] for name in plans}
+    for name, decoder in decoders.items():  # Compile (and warm up) every plan first.
+        decoder.generate(class_ids[:batch_size], [seed, 0],
+                         condition_tokens=tokens[:batch_size, :decoder.plan.num_condition_tokens])
+    for _ in range(int(repeats)):
+        for name, decoder in decoders.items():
+            c = decoder.plan.num_condition_tokens
+            start = time.perf_counter()
+            outs = [decoder.generate(class_ids[i:i + batch_size], [seed, i],
+                                     condition_tokens=tokens[i:i + batch_size, :c])
+                    for i in range(0, n, batch_size)]
+            times[name].append(time.perf_counter() - start)
+            predicted = np.concatenate(outs)
+            if not np.array_equal(predicted[:, :c], tokens[:, :c]):
+                raise AssertionError(f"{name}: condition tokens changed during decoding")
+            videos[name] = predicted
+    fvd_frames = slice(condition_frames, None, int(fvd_frame_stride))
+    fvd_clips = int(fvd_max_clips) if fvd_max_clips else n
+    if fvd_network is not None:
+        real_features = fvd_lib.video_features(fvd_network, clips[:fvd_clips, fvd_frames])
+    for name, predicted in videos.items():
+        decoded = np.concatenate([tokenizer.decode(predicted[i:i + batch_size]).numpy()
+                                  for i in range(0, n, batch_size)])
+        per_frame_mse = np.mean((decoded[:, condition_frames:] - future) ** 2, axis=(2, 3, 4))
+        result = dict(
+            plan=plans[name].describe(), model_schedule=str(plans[name].model_schedule),
+            use_cache=plans[name].use_cache, num_clips=int(n),
+            decode_seconds_median=float(np.median(times[name])),
+            decode_seconds_all=[round(t, 3) for t in times[name]],
+            mse_per_future_frame=per_frame_mse.mean(axis=0).round(5).tolist(),
+            mse=float(per_frame_mse.mean()), psnr_db=float(np.mean(psnr(per_frame_mse))),
+            condition_tokens_unchanged=True)
+        if fvd_network is not None:
+            fake = fvd_lib.video_features(fvd_network, decoded[:fvd_clips, fvd_frames])
+            result["fvd"] = fvd_lib.fvd_from_features(real_features, fake, fvd_network.name)
+            result["fvd"]["frames"] = f"future frames {fvd_frames}"
+        results[name] = result
+        videos[name] = decoded
+    recon_mse = np.mean((recon[:, condition_frames:] - future) ** 2, axis=(2, 3, 4))
+    results["tokenizer_reconstruction"] = dict(
+        mse=float(recon_mse.mean()), psnr_db=float(np.mean(psnr(recon_mse))),
+        note="upper bound: the ground-truth tokens decoded")
+    copy_mse = np.mean((clips[:, condition_frames - 1:condition_frames] - future) ** 2,
+                       axis=(2, 3, 4))
+    results["copy_last_condition_frame"] = dict(
+        mse=float(copy_mse.mean()), psnr_db=float(np.mean(psnr(copy_mse))),
+        note="trivial baseline: every future frame = the last condition frame")
+    return results, videos

@@ -1,0 +1,426 @@
+"""Trains a VQGAN tokenizer: reconstruction (L1/L2) + VQ losses, optional PatchGAN.
+
+One trainer for every data set. The model directory holds
+  ckpt/                      tf.train checkpoints (model, optimizers, step) for resuming,
+  train/, eval/              TensorBoard summaries (losses, codebook usage, image grids),
+  tokenizer_config.json      the VQGAN config, and tokenizer.weights.h5 its final weights
+                             (read back by `load_tokenizer`),
+  metrics.json               the final evaluation (PSNR, codebook usage).
+No pretrained perceptual network (LPIPS/VGG) is reachable offline, so there is no
+perceptual loss; the PatchGAN discriminator is the optional sharpness term.
+The same trainer trains the 3D `VideoTokenizer` on {"video": [B, T, H, W, C]} batches
+(PSNR over whole clips, discriminator and summaries on frames).
+"""
+import json
+import math
+import os
+import time
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from magnets_tf.models.video_tokenizer import VideoTokenizer
+from magnets_tf.models.vqgan import VQGAN, codebook_usage
+
+TOKENIZER_TYPES = (VQGAN, VideoTokenizer)
+
+CONFIG_FILE = "tokenizer_config.json"
+WEIGHTS_FILE = "tokenizer.weights.h5"
+METRICS_FILE = "metrics.json"
+
+
+class PatchDiscriminator(keras.Model):
+    """PatchGAN: strided 4x4 convs with GroupNorm + leaky ReLU, one logit per patch."""
+
+    def __init__(self, filters=32, num_layers=2, norm_groups=8, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.num_layers = int(num_layers)
+        self.norm_groups = int(norm_groups)
+        self.convs = [keras.layers.Conv2D(self.filters, 4, strides=2, padding="same",
+                                          name="conv0")]
+        self.norms = [None]
+        for i in range(1, self.num_layers):
+            width = self.filters * min(2 ** i, 8)
+            self.convs.append(keras.layers.Conv2D(width, 4, strides=2, padding="same",
+                                                  use_bias=False, name=f"conv{i}"))
+            self.norms.append(keras.layers.GroupNormalization(self.norm_groups,
+                                                              name=f"norm{i}"))
+        self.logit = keras.layers.Conv2D(1, 3, padding="same", name="logit")
+
+    def call(self, images):
+        x = images * 2.0 - 1.0
+        for conv, norm in zip(self.convs, self.norms):
+            x = conv(x)
+            if norm is not None:
+                x = norm(x)
+            x = tf.nn.leaky_relu(x, 0.2)
+        return self.logit(x)
+
+    def get_config(self):
+        return dict(name=self.name, filters=self.filters, num_layers=self.num_layers,
+                    norm_groups=self.norm_groups)
+
+
+def _variable_tree(variables):
+    """Checkpointable {index_path: variable}: the variables in their (deterministic)
+    creation order, so a checkpoint restores into a freshly built model of the same
+    architecture regardless of how Keras tracks nested layer containers."""
+    return tf.train.Checkpoint(**{f"v{i:04d}": v for i, v in enumerate(variables)})
+
+
+def psnr_per_image(images, reconstructions):
+    """PSNR in dB of each image (or clip) pair (float arrays in [0, 1], [B, ...])."""
+    images = np.asarray(images, np.float64)
+    reconstructions = np.clip(np.asarray(reconstructions, np.float64), 0.0, 1.0)
+    mse = np.mean((images - reconstructions) ** 2, axis=tuple(range(1, images.ndim)))
+    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+
+
+def image_grid(images, rows):
+    """[B, H, W, C] in [0, 1] -> one [1, rows*H, (B/rows)*W, C] grid for summaries."""
+    images = tf.convert_to_tensor(images)
+    b, h, w, c = images.shape
+    cols = b // rows
+    grid = tf.reshape(images[: rows * cols], [rows, cols, h, w, c])
+    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
+    return tf.reshape(grid, [1, rows * h, cols * w, c])
+
+
+def as_frames(x):
+    """Images [B, H, W, C] unchanged; clips [B, T, H, W, C] -> frames [B*T, H, W, C]."""
+    if len(x.shape) == 5:
+        return tf.reshape(x, [-1, *x.shape[2:]])
+    return x
+
+
+def batch_inputs(batch):
+    """The model input of a data batch: its "image" or, for video sets, its "video"."""
+    if "image" in batch:
+        return batch["image"]
+    if "video" in batch:
+        return batch["video"]
+    raise ValueError(f"batch has keys {sorted(batch)}; expected 'image' or 'video'")
+
+
+def pairs_grid(inputs, reconstructions, max_items=8):
+    """Summary grid: inputs over reconstructions (images), or for clips one row of
+    frames per clip, inputs then reconstructions (up to 4 clips)."""
+    reconstructions = tf.clip_by_value(reconstructions, 0.0, 1.0)
+    if len(inputs.shape) == 5:
+        n = min(4, int(inputs.shape[0]))
+        pair = tf.concat([as_frames(inputs[:n]), as_frames(reconstructions[:n])], 0)
+        return image_grid(pair, 2 * n)
+    n = min(max_items, int(inputs.shape[0]))
+    return image_grid(tf.concat([inputs[:n], reconstructions[:n]], 0), 2)
+
+
+@gin.configurable
+class TokenizerTrainer:
+    """Custom training loop for a `VQGAN` with resumable checkpoints.
+
+    Loss = l2_weight * MSE + l1_weight * L1 + quantizer_weight * (codebook + beta *
+    commitment) [+ gan_weight * hinge generator loss once step >= gan_start_step].
+    Every `restart_every` steps codes whose running usage fell below
+    `restart_fraction` * mean usage are moved onto random encoder outputs.
+    """
+
+    def __init__(self, model, model_dir, num_steps=1000, learning_rate=1e-3,
+                 warmup_steps=100, end_learning_rate_fraction=0.05, weight_decay=0.0,
+                 l2_weight=1.0, l1_weight=0.0, quantizer_weight=1.0, use_gan=False,
+                 gan_weight=0.1, gan_start_step=0, discriminator_learning_rate=1e-4,
+                 restart_every=100, restart_fraction=0.03, log_every=50,
+                 image_every=500, checkpoint_every=500, max_checkpoints=2, jit_compile=False,
+                 seed=0):
+        if not isinstance(model, TOKENIZER_TYPES):
+            raise ValueError(f"model must be a VQGAN or VideoTokenizer, got "
+                             f"{type(model).__name__}")
+        if int(num_steps) <= 0:
+            raise ValueError(f"num_steps must be positive, got {num_steps!r}")
+        self.model = model
+        self.model_dir = str(model_dir)
+        self.num_steps = int(num_steps)
+        self.l2_weight, self.l1_weight = float(l2_weight), float(l1_weight)
+        self.quantizer_weight = float(quantizer_weight)
+        self.use_gan = bool(use_gan)
+        self.gan_weight = float(gan_weight)
+        self.gan_start_step = int(gan_start_step)
+        self.restart_every = int(restart_every)
+        self.restart_fraction = float(restart_fraction)
+        self.log_every = int(log_every)
+        self.image_every = int(image_every)
+        self.checkpoint_every = int(checkpoint_every)
+        self.seed = int(seed)
+        warmup_steps = min(int(warmup_steps), self.num_steps // 2)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else learning_rate, self.num_steps - int(warmup_steps),
+            alpha=float(end_learning_rate_fraction),
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=int(warmup_steps))
+        self.optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay,
+                                                beta_1=0.9, beta_2=0.99)
+        self.discriminator = None
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        if not model.built:
+            model.build()
+        self.optimizer.build(model.trainable_variables)
+        trackables = dict(model=_variable_tree(model.weights),
+                          optimizer=_variable_tree(self.optimizer.variables), step=self.step)
+        if self.use_gan:
+            self.discriminator = PatchDiscriminator(name="discriminator")
+            self.discriminator(tf.zeros((1, *model.image_shape)))  # Creates its variables.
+            self.discriminator_optimizer = keras.optimizers.Adam(
+                discriminator_learning_rate, beta_1=0.5, beta_2=0.9)
+            self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+            trackables.update(
+                discriminator=_variable_tree(self.discriminator.weights),
+                discriminator_optimizer=_variable_tree(self.discriminator_optimizer.variables))
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(self.model_dir, "ckpt"), max_checkpoints)
+        self._train_step = tf.function(self._step, jit_compile=bool(jit_compile))
+
+    # One optimisation step.
+    def _losses(self, images, out):
+        recon = out["reconstruction"]
+        l2 = tf.reduce_mean((recon - images) ** 2)
+        l1 = tf.reduce_mean(tf.abs(recon - images))
+        total = (self.l2_weight * l2 + self.l1_weight * l1
+                 + self.quantizer_weight * out["quantizer_loss"])
+        return dict(total_loss=total, l2_loss=l2, l1_loss=l1,
+                    codebook_loss=out["codebook_loss"],
+                    commitment_loss=out["commitment_loss"],
+                    batch_codebook_usage=out["batch_codebook_usage"])
+
+    def _step(self, images):
+        gan_on = tf.cast(self.step >= self.gan_start_step, tf.float32)
+        with tf.GradientTape() as tape:
+            out = self.model.forward(images, training=True)
+            losses = self._losses(images, out)
+            total = losses["total_loss"]
+            if self.use_gan:
+                fake_logits = self.discriminator(as_frames(out["reconstruction"]))
+                generator_loss = -tf.reduce_mean(fake_logits)
+                total = total + gan_on * self.gan_weight * generator_loss
+                losses["generator_loss"] = generator_loss
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        if self.use_gan:
+            with tf.GradientTape() as tape:
+                real = self.discriminator(as_frames(images))
+                fake = self.discriminator(as_frames(tf.stop_gradient(out["reconstruction"])))
+                disc_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real))
+                             + tf.reduce_mean(tf.nn.relu(1.0 + fake)))
+                gated_disc_loss = gan_on * disc_loss
+            dvars = self.discriminator.trainable_variables
+            grads = tape.gradient(gated_disc_loss, dvars)
+            self.discriminator_optimizer.apply_gradients(zip(grads, dvars))
+            losses["discriminator_loss"] = disc_loss
+        self.step.assign_add(1)
+        restarted = tf.constant(0, tf.int32)
+        if self.restart_every > 0:
+            quantizer = self.model.quantizer
+            if self.step % self.restart_every == 0:
+                threshold = self.restart_fraction * tf.reduce_mean(quantizer.usage)
+                restarted = quantizer.restart_dead_codes(out["latents"], threshold)
+        losses["restarted_codes"] = restarted
+        return losses, out["reconstruction"]
+
+    def usage_fraction(self):
+        """Fraction of codes whose running (decayed) usage is at least `restart_fraction`
+        of the mean: the codes that are not candidates for a restart."""
+        usage = self.model.quantizer.usage
+        alive = usage >= self.restart_fraction * tf.reduce_mean(usage)
+        return float(tf.reduce_mean(tf.cast(alive, tf.float32)))
+
+    def restore(self):
+        """Restores the newest checkpoint if any; returns the step reached."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("resumed from %s at step %d", latest, int(self.step))
+        return int(self.step)
+
+    def train(self, dataset, progress=True):
+        """Trains from the last checkpoint up to num_steps on a tf.data of {"image"}."""
+        start = self.restore()
+        if start >= self.num_steps:
+            logging.info("already trained %d/%d steps", start, self.num_steps)
+            return
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+        iterator = iter(dataset)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=self.num_steps, initial=start, desc="tokenizer", unit="step",
+                       mininterval=5.0)
+        begin = time.time()
+        with writer.as_default():
+            for step in range(start + 1, self.num_steps + 1):
+                images = batch_inputs(next(iterator))
+                losses, recon = self._train_step(images)
+                if bar is not None:
+                    bar.update(1)
+                if step % self.log_every == 0 or step == self.num_steps:
+                    values = {k: float(v) for k, v in losses.items()}
+                    values["codebook_alive_fraction"] = self.usage_fraction()
+                    values["learning_rate"] = float(self.optimizer.learning_rate)
+                    values["steps_per_second"] = (step - start) / max(time.time() - begin, 1e-6)
+                    for name, value in values.items():
+                        tf.summary.scalar(name, value, step=step)
+                    if bar is not None:
+                        bar.set_postfix(l2=f"{values['l2_loss']:.4f}",
+                                        usage=f"{values['batch_codebook_usage']:.2f}")
+                if step % self.image_every == 0 or step == self.num_steps:
+                    tf.summary.image("inputs_over_reconstructions",
+                                     pairs_grid(images, recon), step=step)
+                if step % self.checkpoint_every == 0 or step == self.num_steps:
+                    self.manager.save(checkpoint_number=step)
+            writer.flush()
+        if bar is not None:
+            bar.close()
+
+    def save_tokenizer(self):
+        """Writes the VQGAN config and weights (temp files, then renamed)."""
+        save_tokenizer(self.model, self.model_dir)
+
+
+def save_tokenizer(model, model_dir):
+    """Saves `model`'s config and weights into model_dir for `load_tokenizer`."""
+    os.makedirs(model_dir, exist_ok=True)
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
+    tmp_config = config_path + ".tmp"
+    with open(tmp_config, "w") as f:
+        json.dump(model.get_config(), f, indent=2)
+    tmp_weights = weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp_weights)
+    os.replace(tmp_weights, weights_path)
+    os.replace(tmp_config, config_path)
+
+
+def load_tokenizer(model_dir):
+    """The trained tokenizer (VQGAN, or VideoTokenizer when the config holds a
+    video_shape) of a tokenizer model dir (config + weights); clear errors."""
+    config_path = os.path.join(str(model_dir), CONFIG_FILE)
+    weights_path = os.path.join(str(model_dir), WEIGHTS_FILE)
+    for path in (config_path, weights_path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} not found: {model_dir} is not a trained tokenizer directory "
+                f"(train one with tools/train_tokenizer.py)")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"unreadable tokenizer config {config_path}: {e}") from None
+    model_class = VideoTokenizer if "video_shape" in config else VQGAN
+    model = model_class.from_config(config)
+    model.build()
+    try:
+        model.load_weights(weights_path)
+    except Exception as e:  # h5py/keras raise many types for a corrupt file.
+        raise ValueError(f"cannot load tokenizer weights {weights_path}: {e}") from None
+    return model
+
+
+def evaluate_tokenizer(model, dataset, max_batches=None):
+    """PSNR (mean over images, dB) and codebook usage of a tokenizer on {"image"} batches.
+
+    Images are compared at their own size (e.g. 28x28, not the zero-padded 32x32), after
+    clipping reconstructions to [0, 1]. Usage = distinct codes used / codebook size.
+    """
+    @tf.function
+    def run(images):
+        tokens = model.encode(images)
+        return tokens, model.decode(tokens)
+
+    psnrs, token_arrays, mses = [], [], []
+    for i, batch in enumerate(dataset):
+        if max_batches is not None and i >= max_batches:
+            break
+        images = batch_inputs(batch)
+        tokens, recon = run(images)
+        psnrs.append(psnr_per_image(images, recon))
+        mses.append(np.mean((np.asarray(images) - np.asarray(recon)) ** 2,
+                            axis=tuple(range(1, len(images.shape)))))
+        token_arrays.append(np.asarray(tokens))
+    if not psnrs:
+        raise ValueError("evaluation data set is empty")
+    psnr = np.concatenate(psnrs)
+    tokens = np.concatenate(token_arrays)
+    mse = float(np.mean(np.concatenate(mses)))
+    return dict(psnr_db=float(np.mean(psnr)),
+                psnr_of_mean_mse_db=float(10 * math.log10(1.0 / max(mse, 1e-10))),
+                mse=mse, codebook_usage=codebook_usage(tokens, model.codebook_size),
+                num_images=int(psnr.size), codebook_size=model.codebook_size,
+                grid=list(model.grid_shape))
+
+
+def write_metrics(model_dir, metrics):
+    """metrics.json in model_dir (temp file, then renamed)."""
+    path = os.path.join(model_dir, METRICS_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+@gin.configurable
+def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="train",
+                               eval_split="test", batch_size=64, eval_batch_size=500,
+                               image_size=None, seed=0, progress=True,
+                               model_fn=gin.REQUIRED, eval_max_batches=None):
+    """Trains (or resumes) a tokenizer, saves it, evaluates it; returns the metrics.
+
+    `model_fn` builds the VQGAN (e.g. `@build_vqgan`) or the VideoTokenizer (e.g.
+    `@build_video_tokenizer`; then `dataset` is a video set of `data.video.video_dataset`,
+    clips cut to the tokenizer's video_shape); the trainer's hyper-parameters come from
+    gin bindings of `TokenizerTrainer`. `eval_max_batches` caps the evaluation.
+    """
+    from magnets_tf.data.datasets import image_dataset  # Data sits beside training.
+    from magnets_tf.data.video import video_dataset
+
+    os.makedirs(model_dir, exist_ok=True)
+    model = model_fn()
+    if not isinstance(model, TOKENIZER_TYPES):
+        raise ValueError(f"model_fn must build a VQGAN or VideoTokenizer, got "
+                         f"{type(model).__name__}")
+    if isinstance(model, VideoTokenizer):
+        frames, height, width = model.video_shape[:3]
+
+        def make_data(split, size, train):
+            return video_dataset(dataset, split, size, num_frames=frames,
+                                 frame_size=(height, width), shuffle=train, repeat=train,
+                                 seed=seed, drop_remainder=train)
+    else:
+        def make_data(split, size, train):
+            if train:
+                return image_dataset(dataset, split, size, image_size=image_size,
+                                     shuffle=True, repeat=True, seed=seed,
+                                     drop_remainder=True)
+            return image_dataset(dataset, split, size, image_size=image_size)
+    train_data = make_data(train_split, batch_size, True)
+    trainer = TokenizerTrainer(model, model_dir, seed=seed)
+    begin = time.time()
+    trainer.train(train_data, progress=progress)
+    train_seconds = time.time() - begin
+    trainer.save_tokenizer()
+    eval_data = make_data(eval_split, eval_batch_size, False)
+    metrics = evaluate_tokenizer(model, eval_data, max_batches=eval_max_batches)
+    metrics.update(dataset=dataset, split=eval_split, train_steps=trainer.num_steps,
+                   train_seconds_this_run=round(train_seconds, 1))
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+    with writer.as_default():
+        tf.summary.scalar("psnr_db", metrics["psnr_db"], step=trainer.num_steps)
+        tf.summary.scalar("codebook_usage", metrics["codebook_usage"], step=trainer.num_steps)
+        batch = batch_inputs(next(iter(eval_data.take(1))))[:16]
+        recon = model.decode(model.encode(batch))
+        tf.summary.image("test_inputs_over_reconstructions", pairs_grid(batch, recon, 16),
+                         step=trainer.num_steps)
+    writer.flush()
+    write_metrics(model_dir, metrics)
+    return metrics

@@ -1,0 +1,101 @@
+"""Frame prediction: condition tokens stay visible in training, never change and are never
+re-queried in decoding; nested loss; end-to-end evaluation on tiny models."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magnets_tf.decoding.decoder import Decoder
+from magnets_tf.decoding.schedule import make_plan
+from magnets_tf.models.presets import build_transformer
+from magnets_tf.models.video_tokenizer import build_video_tokenizer
+from magnets_tf.training import frame_prediction as fp
+
+N, C = 32, 16  # 2x4x4 video tokens; the first temporal slice is the condition.
+
+
+@pytest.fixture(scope="module")
+def model():
+    tf.keras.utils.set_random_seed(0)
+    m = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=N,
+                          num_condition_tokens=C, dropout=0.0, attention_dropout=0.0)
+    emb = m.token_embedding.embeddings
+    emb.assign(emb * 20.0)  # Spread random logits.
+    return m
+
+
+def test_training_mask_never_masks_condition_tokens():
+    mask = fp.condition_aware_mask(64, N, C, tf.constant([3, 4], tf.int64)).numpy()
+    assert mask.shape == (64, N)
+    assert not mask[:, :C].any()
+    counts = mask[:, C:].sum(1)
+    assert counts.min() >= 1 and counts.max() <= N - C and len(set(counts)) > 5
+
+
+def test_nested_loss_is_eq3_at_alpha_1(model):
+    tokens = tf.random.stateless_uniform([8, N], [1, 2], 0, 16, tf.int32)
+    labels = tf.range(8) % 10
+    mask = fp.condition_aware_mask(8, N, C, tf.constant([0, 1], tf.int64))
+    loss, ce = fp.nested_loss(model, tokens, labels, mask, 1.0, training=False)
+    assert loss.shape == (8,) and set(ce) == {1, 2, 4, 8}
+    # alpha = 1: the mean of the ground-truth CEs of every sub-model.
+    np.testing.assert_allclose(loss, sum(ce.values()) / 4, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_few_training_steps_reduce_the_loss(model, tmp_path):
+    tokens = tf.random.stateless_uniform([8, N], [1, 2], 0, 16, tf.int32)
+    labels = tf.range(8) % 10
+    mask = fp.condition_aware_mask(8, N, C, tf.constant([0, 1], tf.int64))
+    clone = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=N,
+                              num_condition_tokens=C, dropout=0.0, attention_dropout=0.0)
+    clone.set_weights(model.get_weights())
+    trainer = fp.FramePredictionTrainer(clone, str(tmp_path), num_steps=20,
+                                        learning_rate=3e-3, warmup_steps=2, log_every=20)
+    before = float(tf.reduce_mean(fp.nested_loss(clone, tokens, labels, mask, 1.0, False)[0]))
+    trainer.train(tokens.numpy(), labels.numpy(), batch_size=8, progress=False)
+    after = float(tf.reduce_mean(fp.nested_loss(clone, tokens, labels, mask, 1.0, False)[0]))
+    assert after < 0.8 * before, (before, after)
+    trainer.save()
+    loaded = fp.load_transformer(str(tmp_path))
+    assert loaded.num_condition_tokens == C
+    np.testing.assert_allclose(loaded(model.input_ids(tokens, labels)),
+                               clone(model.input_ids(tokens, labels)), atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule,use_cache", [("8:2,1:2", True), ("1:4", False)])
+def test_condition_tokens_never_change_and_are_never_requeried(model, schedule, use_cache):
+    plan = make_plan(N, 4, schedule, num_condition_tokens=C, use_cache=use_cache)
+    decoder = Decoder(model, plan, 3, jit_compile=False, record_steps=True)
+    cond = np.random.default_rng(0).integers(0, 16, (3, C)).astype(np.int32)
+    out, stats = decoder.generate_with_stats([1, 2, 3], [0, 0], condition_tokens=cond)
+    np.testing.assert_array_equal(out[:, :C], cond)
+    for step_tokens in stats["tokens_per_step"]:  # unchanged after every step
+        np.testing.assert_array_equal(step_tokens[:, :C], cond)
+    for k in range(plan.num_steps):
+        if plan.refresh_steps[k]:
+            assert stats["processed"][k] == N + 1
+        else:
+            # Only tokens masked at the previous step's input are queried: the condition
+            # tokens (never masked) and the class token are read from the cache.
+            assert stats["processed"][k] == plan.masked_in[k - 1] <= N - C
+            assert stats["processed_were_masked"][k] == stats["processed"][k]
+    if use_cache:
+        assert not all(plan.refresh_steps)
+    assert all(q <= N - C for kind, k, p, q, t, m in decoder.trace_log
+               if not plan.refresh_steps[k])
+
+
+def test_evaluate_frame_prediction_end_to_end(model):
+    tokenizer = build_video_tokenizer("tiny_test")  # 4x8x8x1 -> 2x4x4 tokens, 16 codes
+    clips = tf.random.stateless_uniform([4, 4, 8, 8, 1], [5, 6]).numpy()
+    plans = {"magnets": make_plan(N, 4, "8:1,4:1,2:1,1:1", num_condition_tokens=C),
+             "full": make_plan(N, 4, "1:4", num_condition_tokens=C, use_cache=False)}
+    results, videos = fp.evaluate_frame_prediction(model, tokenizer, clips, [0, 1, 2, 3],
+                                                   plans, batch_size=2, condition_frames=2,
+                                                   repeats=1, jit_compile=False)
+    for name in plans:
+        r = results[name]
+        assert r["condition_tokens_unchanged"] and r["num_clips"] == 4
+        assert len(r["mse_per_future_frame"]) == 2 and np.isfinite(r["psnr_db"])
+        assert videos[name].shape == (4, 4, 8, 8, 1)
+    assert "tokenizer_reconstruction" in results and "copy_last_condition_frame" in results

@@ -1,0 +1,83 @@
+r"""Throughput of MaskGIT++ vs MaGNeTS decoding on this machine, same weights and batch.
+
+python tools/benchmark.py --preset=S --grid=16 --steps=12 --cfg_last=4 --batch_size=8 --output_json=/tmp/bench_S.json
+"""
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from absl import app, flags, logging  # noqa: E402
+import gin  # noqa: E402
+
+from magnets_tf.decoding.schedule import make_plan  # noqa: E402
+from magnets_tf.evaluation import benchmark  # noqa: E402
+from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
+
+flags.DEFINE_enum("preset", "S", sorted(PRESETS), "Architecture preset (random weights).")
+flags.DEFINE_integer("grid", 16, "Token grid side: N = grid*grid tokens plus the class token.")
+flags.DEFINE_integer("steps", 12, "Decoding steps K.")
+flags.DEFINE_integer("cfg_last", 4, "Classifier-free guidance on the last G steps.")
+flags.DEFINE_float("guidance_scale", 2.0, "Guidance scale gs of eq. 4 (> 0 when cfg_last).")
+flags.DEFINE_string("schedule", "8:3,4:3,2:3,1:3", "MaGNeTS model schedule p:k,...")
+flags.DEFINE_enum("refresh", "model_change", ["model_change", "every_step", "never"],
+                  "MaGNeTS cache refresh policy.")
+flags.DEFINE_integer("batch_size", 8, "Images per decode.")
+flags.DEFINE_integer("repeats", 3, "Timed repeats (median reported).")
+flags.DEFINE_integer("codebook_size", 1024, "VQ codebook size.")
+flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
+flags.DEFINE_integer("seed", 0, "Seed of weights and decodes.")
+flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
+flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. make_plan settings).")
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
+
+
+def _write_json(path, result):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    try:
+        gin.parse_config_files_and_bindings(f.gin_file, f.gin_bindings)
+    except (IOError, ValueError) as e:
+        raise app.UsageError(f"bad gin config: {e}") from None
+    if f.grid <= 0 or f.batch_size <= 0:
+        raise app.UsageError("--grid and --batch_size must be positive")
+    try:
+        plan = make_plan(num_tokens=f.grid * f.grid, num_steps=f.steps,
+                         model_schedule=f.schedule, refresh=f.refresh,
+                         guidance_scale=f.guidance_scale if f.cfg_last else 0.0,
+                         guidance_steps=f.cfg_last)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    import keras  # noqa: E402  (after flags: TF start-up is slow)
+    keras.utils.set_random_seed(f.seed)
+    model = build_transformer(f.preset, codebook_size=f.codebook_size,
+                              num_classes=f.num_classes, num_tokens=f.grid * f.grid)
+    print(f"preset={f.preset} tokens={plan.num_tokens}+1 batch={f.batch_size} "
+          f"repeats={f.repeats}\n{plan.describe()}", flush=True)
+
+    def progress(done, total):
+        logging.info("repeat %d/%d done", done, total)
+
+    result = benchmark.run_benchmark(model, plan, batch_size=f.batch_size,
+                                     repeats=f.repeats, seed=f.seed, progress=progress)
+    result["preset"] = f.preset
+    if f.output_json:
+        _write_json(f.output_json, result)
+    print(benchmark.format_table(result), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

