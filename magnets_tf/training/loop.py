@@ -30,6 +30,11 @@ from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import distribute, preview, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
 
+try:  # Imported up front: gin refuses new configurables once the config is locked.
+    from magnets_tf.training.tokenizer_trainer import load_tokenizer
+except ImportError:  # Without the tokenizer package, previews show token maps.
+    load_tokenizer = None
+
 OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -64,10 +69,12 @@ def _tokenizer_decode_fn(tokenizer_dir):
     if not tokenizer_dir or not os.path.isdir(tokenizer_dir):
         logging.info("no tokenizer at %r: sample previews show token maps", tokenizer_dir)
         return None
+    if load_tokenizer is None:
+        logging.info("tokenizer package unavailable: sample previews show token maps")
+        return None
     try:
-        from magnets_tf.training.tokenizer_trainer import load_tokenizer
         tokenizer = load_tokenizer(tokenizer_dir)
-    except (ImportError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:
         logging.warning("cannot load tokenizer %s (%s): sample previews show token maps",
                         tokenizer_dir, e)
         return None
