@@ -275,8 +275,8 @@ def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
 
     The example order is a pure function of `seed`: epoch e permutes blocks of
     `shuffle_buffer` records with its own stateless seed, so `skip_examples` (examples
-    this pipeline already consumed, e.g. step * batch on a resumed run) restarts exactly where an uninterrupted run would be, skipping whole
-    epochs without reading them.
+    this pipeline already consumed, e.g. step * batch on a resumed run) restarts exactly
+    where an uninterrupted run would be, skipping whole epochs without reading them.
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")

@@ -30,6 +30,11 @@ from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import distribute, preview, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
 
+try:  # Imported up front: gin refuses new configurables once the config is locked.
+    from magnets_tf.training.tokenizer_trainer import load_tokenizer
+except ImportError:  # Without the tokenizer package, previews show token maps.
+    load_tokenizer = None
+
 OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -64,10 +69,12 @@ def _tokenizer_decode_fn(tokenizer_dir):
     if not tokenizer_dir or not os.path.isdir(tokenizer_dir):
         logging.info("no tokenizer at %r: sample previews show token maps", tokenizer_dir)
         return None
+    if load_tokenizer is None:
+        logging.info("tokenizer package unavailable: sample previews show token maps")
+        return None
     try:
-        from magnets_tf.training.tokenizer_trainer import load_tokenizer
         tokenizer = load_tokenizer(tokenizer_dir)
-    except (ImportError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:
         logging.warning("cannot load tokenizer %s (%s): sample previews show token maps",
                         tokenizer_dir, e)
         return None
@@ -129,8 +136,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
             raise ValueError(f"cannot restore {manager.latest_checkpoint} into this "
                              f"configuration (changed preset/factors/data?): {e}") from None
         print(f"Resumed from {manager.latest_checkpoint} at step "
-              f"{int(optimizer.iterations)}", flush=True)
-    start_step = int(optimizer.iterations)
+              f"{int(optimizer.iterations.numpy())}", flush=True)
+    start_step = int(optimizer.iterations.numpy())
 
     operative = gin.operative_config_str()
     _write_text_atomic(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
@@ -200,8 +207,9 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
     if start_step >= train_steps:
         export(start_step)
     steps_done = max(train_steps - start_step, 0)
-    summary = dict(start_step=start_step, final_step=int(optimizer.iterations), logs=logs,
-                   seconds=elapsed, steps_per_second=steps_done / elapsed if elapsed else 0.0)
+    summary = dict(start_step=start_step, final_step=int(optimizer.iterations.numpy()),
+                   logs=logs, seconds=elapsed,
+                   steps_per_second=steps_done / elapsed if elapsed else 0.0)
     _write_text_atomic(os.path.join(model_dir, "train_summary.json"),
                        json.dumps(summary, indent=2))
     return summary

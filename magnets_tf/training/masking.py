@@ -64,7 +64,8 @@ def mask_batch(tokens, class_ids, seed, step, mask_token_id, null_class_id,
 
     def draw(shape_tail, stream):
         values = tf.random.stateless_uniform(
-            tf.concat([[global_batch], tf.constant(shape_tail, tf.int32)], 0), step_seed(seed, step, stream))
+            tf.concat([[global_batch], tf.constant(shape_tail, tf.int32)], 0),
+            step_seed(seed, step, stream))
         return values[replica_offset:replica_offset + batch]
 
     ratio = tf.maximum(cosine_mask_ratio(draw([], _RATIO_STREAM)), min_mask_ratio)
