@@ -119,7 +119,7 @@ class TokenizerTrainer:
         self.log_every = int(log_every)
         self.image_every = int(image_every)
         self.checkpoint_every = int(checkpoint_every)
-        self.seed = int(seed)
+        self.rng = tf.random.Generator.from_seed(int(seed))  # Dead-code restart draws.
         warmup_steps = min(int(warmup_steps), self.num_steps // 2)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup_steps else learning_rate, self.num_steps - int(warmup_steps),
@@ -134,7 +134,8 @@ class TokenizerTrainer:
             model.build()
         self.optimizer.build(model.trainable_variables)
         trackables = dict(model=_variable_tree(model.weights),
-                          optimizer=_variable_tree(self.optimizer.variables), step=self.step)
+                          optimizer=_variable_tree(self.optimizer.variables), step=self.step,
+                          rng=self.rng)
         if self.use_gan:
             self.discriminator = PatchDiscriminator(name="discriminator")
             self.discriminator(tf.zeros((1, *model.image_shape)))  # Creates its variables.
@@ -191,7 +192,7 @@ class TokenizerTrainer:
             quantizer = self.model.quantizer
             if self.step % self.restart_every == 0:
                 threshold = self.restart_fraction * tf.reduce_mean(quantizer.usage)
-                restarted = quantizer.restart_dead_codes(out["latents"], threshold)
+                restarted = quantizer.restart_dead_codes(out["latents"], threshold, self.rng)
         losses["restarted_codes"] = restarted
         return losses, out["reconstruction"]
 
