@@ -207,7 +207,12 @@ class TokenizerTrainer:
         """Restores the newest checkpoint if any; returns the step reached."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                raise ValueError(
+                    f"checkpoint {latest} does not match this model/trainer configuration "
+                    f"(use a new --model_dir or the original config): {e}") from None
             logging.info("resumed from %s at step %d", latest, int(self.step))
         return int(self.step)
 
