@@ -307,7 +307,7 @@ class VectorQuantizer(keras.layers.Layer):
                       batch_codebook_usage=tf.reduce_mean(tf.cast(counts > 0, tf.float32)))
         return straight_through, indices, losses
 
-    def restart_dead_codes(self, z, threshold, seed=None):
+    def restart_dead_codes(self, z, threshold, rng=None):
         """Moves codes whose running usage is below `threshold` onto random latents of z.
 
         Returns the number of restarted codes. Restarted codes get the mean usage of the
@@ -316,8 +316,10 @@ class VectorQuantizer(keras.layers.Layer):
         flat = tf.reshape(tf.cast(z, self.codebook.dtype), [-1, self.embedding_dim])
         dead = self.usage < threshold
         num_dead = tf.reduce_sum(tf.cast(dead, tf.int32))
-        picks = tf.random.uniform([self.codebook_size], 0, tf.shape(flat)[0], tf.int32,
-                                  seed=seed)
+        if rng is None:
+            picks = tf.random.uniform([self.codebook_size], 0, tf.shape(flat)[0], tf.int32)
+        else:  # A tf.random.Generator makes restarts reproducible.
+            picks = rng.uniform([self.codebook_size], 0, tf.shape(flat)[0], tf.int32)
         replacement = tf.gather(flat, picks)
         self.codebook.assign(tf.where(dead[:, None], replacement, self.codebook))
         alive = tf.cast(tf.logical_not(dead), self.usage.dtype)

@@ -153,7 +153,7 @@ class TokenizerTrainer:
         self.log_every = int(log_every)
         self.image_every = int(image_every)
         self.checkpoint_every = int(checkpoint_every)
-        self.seed = int(seed)
+        self.rng = tf.random.Generator.from_seed(int(seed))  # Dead-code restart draws.
         warmup_steps = min(int(warmup_steps), self.num_steps // 2)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup_steps else learning_rate, self.num_steps - int(warmup_steps),
@@ -168,7 +168,8 @@ class TokenizerTrainer:
             model.build()
         self.optimizer.build(model.trainable_variables)
         trackables = dict(model=_variable_tree(model.weights),
-                          optimizer=_variable_tree(self.optimizer.variables), step=self.step)
+                          optimizer=_variable_tree(self.optimizer.variables), step=self.step,
+                          rng=self.rng)
         if self.use_gan:
             self.discriminator = PatchDiscriminator(name="discriminator")
             self.discriminator(tf.zeros((1, *model.image_shape)))  # Creates its variables.
@@ -225,7 +226,7 @@ class TokenizerTrainer:
             quantizer = self.model.quantizer
             if self.step % self.restart_every == 0:
                 threshold = self.restart_fraction * tf.reduce_mean(quantizer.usage)
-                restarted = quantizer.restart_dead_codes(out["latents"], threshold)
+                restarted = quantizer.restart_dead_codes(out["latents"], threshold, self.rng)
         losses["restarted_codes"] = restarted
         return losses, out["reconstruction"]
 
@@ -240,7 +241,12 @@ class TokenizerTrainer:
         """Restores the newest checkpoint if any; returns the step reached."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                raise ValueError(
+                    f"checkpoint {latest} does not match this model/trainer configuration "
+                    f"(use a new --model_dir or the original config): {e}") from None
             logging.info("resumed from %s at step %d", latest, int(self.step))
         return int(self.step)
 
