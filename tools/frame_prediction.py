@@ -41,6 +41,8 @@ flags.DEFINE_integer("batch_size", 32, "Training batch size.")
 flags.DEFINE_integer("fvd_clips", 32, "Clips used for FVD (0: no FVD).")
 flags.DEFINE_integer("fvd_frame_stride", 2, "FVD on every n-th predicted frame.")
 flags.DEFINE_integer("timing_repeats", 3, "Timed decode passes per plan.")
+flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compile on a "
+                  "loaded CPU; timing compares plans under the same setting).")
 flags.DEFINE_bool("train", True, "Train (else load the transformer from --model_dir).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
@@ -117,7 +119,7 @@ def main(argv):
         model, tokenizer, test.astype(np.float32) / 255.0, test_labels, plans,
         FLAGS.eval_batch_size, FLAGS.condition_frames, fvd_network=network,
         repeats=FLAGS.timing_repeats, fvd_max_clips=FLAGS.fvd_clips,
-        fvd_frame_stride=FLAGS.fvd_frame_stride)
+        fvd_frame_stride=FLAGS.fvd_frame_stride, jit_compile=FLAGS.jit_compile)
     base = results["full_model_no_cache"]["decode_seconds_median"]
     results["magnets"]["measured_speedup_vs_full_model"] = base / results["magnets"][
         "decode_seconds_median"]
@@ -125,7 +127,8 @@ def main(argv):
         dataset=FLAGS.dataset, clip=list(tokenizer.video_shape), token_grid=[t, h, w],
         condition_frames=FLAGS.condition_frames, condition_tokens=condition_tokens,
         generated_tokens=t * h * w - condition_tokens, steps=FLAGS.steps,
-        transformer=model.get_config(), num_test_clips=len(test))
+        transformer=model.get_config(), num_test_clips=len(test),
+        decoder_jit_compile=FLAGS.jit_compile)
     path = os.path.join(FLAGS.model_dir, "metrics.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2, default=str)
