@@ -42,14 +42,18 @@ class Budget:
     reference_n: int
     benchmark_repeats: int
     benchmark_batch: int
+    tokenizer_eval_batches: int  # 0: the whole test split
+    tokenize_examples: int       # 0: every example
 
 
 FULL = Budget(tokenizer_steps=800, train_steps=1500, classifier_epochs=2,
               classifier_examples=0, eval_samples=500, reference_n=2000,
-              benchmark_repeats=3, benchmark_batch=8)
+              benchmark_repeats=3, benchmark_batch=8, tokenizer_eval_batches=0,
+              tokenize_examples=0)
 QUICK = Budget(tokenizer_steps=40, train_steps=20, classifier_epochs=1,
                classifier_examples=3000, eval_samples=20, reference_n=100,
-               benchmark_repeats=1, benchmark_batch=2)
+               benchmark_repeats=1, benchmark_batch=2, tokenizer_eval_batches=1,
+              tokenize_examples=1000)
 
 # The MaGNeTS plan and its MaskGIT++ counterpart: 12 steps, guidance on the last 4.
 PLAN_FLAGS = ["--steps=12", "--cfg_last=4", "--guidance_scale=2.0"]
@@ -111,9 +115,12 @@ def stages(out, dataset, budget, seed):
         f"--model_dir={tokenizer}", "--progress=false",
         *bindings(f"TokenizerTrainer.num_steps={budget.tokenizer_steps}",
                   f"train_tokenizer_experiment.dataset='{dataset}'",
-                  "TokenizerTrainer.checkpoint_every=200", "TokenizerTrainer.image_every=200"))
+                  "TokenizerTrainer.checkpoint_every=200", "TokenizerTrainer.image_every=200",
+                  "train_tokenizer_experiment.eval_max_batches="
+                  f"{budget.tokenizer_eval_batches or None}"))
     yield "tokenize", tool("tokenize_dataset", f"--tokenizer_dir={tokenizer}",
-                           f"--dataset={dataset}", f"--output_dir={tokens}", "--overwrite")
+                           f"--dataset={dataset}", f"--output_dir={tokens}", "--overwrite",
+                           f"--max_examples={budget.tokenize_examples}")
     for name, gin_file in (("magnets", "magnets_tiny"), ("maskgit", "maskgit_tiny")):
         yield f"train_{name}", tool(
             "train", f"--gin_file=gin/fashion_mnist/{gin_file}.gin",

@@ -47,3 +47,17 @@ def test_tokenizes_a_split_into_valid_shards(tmp_path):
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
     out = _run(f"--tokenizer_dir={tmp_path}", f"--output_dir={tmp_path / 'x'}")
     assert out.returncode != 0 and "not a trained tokenizer" in out.stderr
+
+
+def test_max_examples_limits_each_split(tmp_path):
+    model = build_vqgan("small_8x8", filters=8, norm_groups=4, embedding_dim=4,
+                        codebook_size=16)
+    save_tokenizer(model, str(tmp_path / "tok"))
+    out = _run(f"--tokenizer_dir={tmp_path / 'tok'}", "--dataset=mnist5k", "--splits=test",
+               f"--output_dir={tmp_path / 'tokens'}", "--num_shards=1", "--batch_size=50",
+               "--max_examples=130")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert read_metadata(str(tmp_path / "tokens" / "test"))["num_examples"] == 130
+    bad = _run(f"--tokenizer_dir={tmp_path / 'tok'}", f"--output_dir={tmp_path / 'x'}",
+               "--max_examples=-1")
+    assert bad.returncode != 0 and "--max_examples must be >= 0" in bad.stderr
