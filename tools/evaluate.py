@@ -74,7 +74,7 @@ def main(argv):
             raise app.UsageError(f"--{name} is required")
     dataset, split = parse_reference(FLAGS.reference)
     # Import every configurable before gin parses (gin locks its registry then).
-    from magnets_tf.evaluation import fid, generation
+    from magnets_tf.evaluation import classifier, fid, generation
     from magnets_tf.evaluation.inception import InceptionFeatureExtractor
     generation.import_configurables()
 
@@ -98,7 +98,6 @@ def main(argv):
         raise app.UsageError(f"reference {FLAGS.reference}: {e}") from None
     classify = None
     if FLAGS.classifier_dir:
-        from magnets_tf.evaluation import classifier
         try:
             class_model = classifier.load_classifier(FLAGS.classifier_dir)
         except (ValueError, OSError) as e:

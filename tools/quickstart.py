@@ -139,7 +139,7 @@ def stages(out, dataset, budget, seed):
             f"--classifier_dir={out / 'classifier'}", f"--reference={dataset}:test",
             f"--reference_n={budget.reference_n}", f"--num_samples={budget.eval_samples}",
             "--batch_size=10" if budget.eval_samples >= 10 else "--batch_size=2",
-            f"--seed={seed}", f"--output_dir={out / 'eval' / name}",
+            f"--seed={seed}", f"--output_dir={out / 'eval' / name}", *PLAN_FLAGS, *plan)
     yield "samples", _sample_commands(out, tokenizer)
     config = json.loads((tokens / "train" / "metadata.json").read_text()) \
         if (tokens / "train" / "metadata.json").exists() else None
