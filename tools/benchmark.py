@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags, logging  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
@@ -49,7 +50,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
     try:
-        gin.parse_config_files_and_bindings(f.gin_file, f.gin_bindings)
+        parse_gin(f.gin_file, f.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin config: {e}") from None
     if f.grid <= 0 or f.batch_size <= 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained transformer folder (tools/train.py output).")
@@ -73,13 +74,11 @@ def main(argv):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     dataset, split = parse_reference(FLAGS.reference)
-    # Import every configurable before gin parses (gin locks its registry then).
     from magnets_tf.evaluation import classifier, fid, generation
     from magnets_tf.evaluation.inception import InceptionFeatureExtractor
-    generation.import_configurables()
 
     try:
-        gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+        parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
 

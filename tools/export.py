@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
 import keras  # noqa: E402
@@ -79,7 +80,7 @@ def main(argv):
     if not batch_sizes or min(batch_sizes) <= 0:
         raise app.UsageError(f"--batch_sizes must be positive integers, got {batch_sizes}")
     try:
-        gin.parse_config_files_and_bindings(f.gin_file, f.gin_bindings)
+        parse_gin(f.gin_file, f.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin config: {e}") from None
 

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 
 from magnets_tf.data.video import moving_mnist_arrays  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
@@ -70,7 +71,7 @@ def main(argv):
         if not os.path.exists(path):
             raise app.UsageError(f"--gin_file {path} does not exist")
     try:
-        gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+        parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     except (ValueError, KeyError, TypeError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
     try:

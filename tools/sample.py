@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -123,7 +124,7 @@ def main(argv):
     if class_ids.size == 0:
         raise app.UsageError("--class_ids is empty")
     try:
-        gin.parse_config_files_and_bindings(f.gin_file, f.gin_bindings)
+        parse_gin(f.gin_file, f.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin config: {e}") from None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained transformer folder (tools/train.py output).")
@@ -80,13 +81,11 @@ def main(argv):
     todo = pending if FLAGS.max_points is None else pending[:FLAGS.max_points]
     print(f"{len(points)} points, {len(points) - len(pending)} already in {csv_path}, "
           f"evaluating {len(todo)} now")
-    # Import every configurable before gin parses (gin locks its registry then).
     from magnets_tf.evaluation import fid, generation
     from magnets_tf.evaluation.inception import InceptionFeatureExtractor
-    generation.import_configurables()
 
     try:
-        gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+        parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     except (IOError, ValueError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
 

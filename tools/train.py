@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable, applied in order).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"train.batch_size=64\".")
@@ -50,7 +51,7 @@ def main(argv):
 
     gin.add_config_file_search_path(str(Path(__file__).resolve().parents[1]))
     try:
-        gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+        parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     except (ValueError, KeyError, SyntaxError, TypeError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
     try:

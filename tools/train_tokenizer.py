@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gin  # noqa: E402
 from absl import app, flags  # noqa: E402
+from magnets_tf.gin_setup import parse_gin  # noqa: E402
 
 from magnets_tf.data import video  # noqa: E402,F401  (registers video_dataset)
 from magnets_tf.models import video_tokenizer  # noqa: E402,F401  (build_video_tokenizer)
@@ -34,7 +35,7 @@ def main(argv):
         if not os.path.exists(path):
             raise app.UsageError(f"--gin_file {path} does not exist")
     try:
-        gin.parse_config_files_and_bindings(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings)
+        parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings)
     except (ValueError, KeyError, TypeError) as e:
         raise app.UsageError(f"bad gin configuration: {e}") from None
     model_dir = flags.FLAGS.model_dir

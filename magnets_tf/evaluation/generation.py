@@ -174,19 +174,6 @@ class TokenizerDecoder:
         return np.asarray(self.tokenizer.decode(tf.constant(tokens, tf.int32)))
 
 
-def import_configurables():
-    """Imports the modules whose gin configurables the tools' gin files may bind (gin
-    refuses new configurables once it has parsed a config)."""
-    import importlib
-    for name in ("magnets_tf.models.presets", "magnets_tf.models.vqgan",
-                 "magnets_tf.training.trainer", "magnets_tf.training.tokenizer_trainer",
-                 "magnets_tf.decoding.decoder"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass  # reported with a clear message when the module is actually needed
-
-
 def load_generator(model_dir, tokenizer_dir):
     """(trained MaskGitTransformer, TokenizerDecoder) from training output folders."""
     try:
