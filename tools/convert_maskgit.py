@@ -49,6 +49,22 @@ def _publish(tmp, final, overwrite):
         os.rename(tmp, final)
 
 
+def _write(output_dir, name, save, overwrite):
+    """Saves into a temp dir beside the target, then publishes it; no debris on errors."""
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=output_dir)
+    try:
+        save(tmp)
+        _publish(tmp, os.path.join(output_dir, name), overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_transformer(model, path):
+    with open(os.path.join(path, TRANSFORMER_CONFIG), "w") as f:
+        json.dump(model.get_config(), f, indent=2)
+    model.save_weights(os.path.join(path, TRANSFORMER_WEIGHTS))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -59,19 +75,14 @@ def main(argv):
     try:
         if fl.tokenizer_checkpoint:
             model = maskgit.vqgan_from_checkpoint(fl.tokenizer_checkpoint, fl.image_size)
-            tmp = tempfile.mkdtemp(prefix=".tokenizer.tmp-", dir=fl.output_dir)
-            save_tokenizer(model, tmp)
-            _publish(tmp, os.path.join(fl.output_dir, "tokenizer"), fl.overwrite)
+            _write(fl.output_dir, "tokenizer", lambda p: save_tokenizer(model, p), fl.overwrite)
             print(f"tokenizer: grid {model.grid_shape}, {model.codebook_size} codes, "
                   f"{model.count_params():,} parameters -> {fl.output_dir}/tokenizer")
         if fl.transformer_checkpoint:
             model = maskgit.transformer_from_checkpoint(fl.transformer_checkpoint,
                                                         fl.codebook_size)
-            tmp = tempfile.mkdtemp(prefix=".transformer.tmp-", dir=fl.output_dir)
-            with open(os.path.join(tmp, TRANSFORMER_CONFIG), "w") as f:
-                json.dump(model.get_config(), f, indent=2)
-            model.save_weights(os.path.join(tmp, TRANSFORMER_WEIGHTS))
-            _publish(tmp, os.path.join(fl.output_dir, "transformer"), fl.overwrite)
+            _write(fl.output_dir, "transformer", lambda p: _save_transformer(model, p),
+                   fl.overwrite)
             print(f"transformer: {model.num_layers} layers, width {model.hidden_size}, "
                   f"{model.num_classes} classes, {model.num_tokens} tokens, "
                   f"{model.count_params():,} parameters -> {fl.output_dir}/transformer "

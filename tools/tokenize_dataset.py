@@ -31,6 +31,8 @@ flags.DEFINE_integer("image_size", None, "Resize (after a central square crop) b
 flags.DEFINE_integer("num_classes", None, "Class count; default: known for offline sets, else "
                      "from tfds metadata.")
 flags.DEFINE_bool("overwrite", False, "Replace existing shard directories.")
+flags.DEFINE_integer("max_examples", 0, "Encode only the first N examples of each split "
+                     "(0: all); for smoke runs.")
 flags.mark_flags_as_required(["tokenizer_dir", "output_dir"])
 
 _OFFLINE_CLASSES = {"fashion_mnist": 10, "mnist5k": 10}
@@ -46,11 +48,13 @@ def _num_classes(name):
     return tfds.builder(name).info.features["label"].num_classes
 
 
-def encode_split(model, name, split, batch_size, image_size=None):
+def encode_split(model, name, split, batch_size, image_size=None, max_examples=0):
     """Yields (tokens [B, h, w] int32, labels [B]) of one split, with a progress bar."""
     from tqdm import tqdm
 
     data = datasets.image_dataset(name, split, batch_size, image_size=image_size)
+    if max_examples:
+        data = data.unbatch().take(max_examples).batch(batch_size)
     encode = tf.function(model.encode)
     for batch in tqdm(data, desc=f"{name}/{split}", unit="batch", mininterval=5.0):
         yield np.asarray(encode(batch["image"])), np.asarray(batch["label"])
@@ -60,6 +64,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     fl = flags.FLAGS
+    if fl.max_examples < 0:
+        raise app.UsageError(f"--max_examples must be >= 0, got {fl.max_examples}")
     try:
         model = load_tokenizer(fl.tokenizer_dir)
     except (FileNotFoundError, ValueError) as e:
@@ -72,7 +78,8 @@ def main(argv):
         if os.path.exists(out) and not fl.overwrite:
             raise app.UsageError(f"{out} exists; pass --overwrite to replace it")
         try:
-            batches = encode_split(model, fl.dataset, split, fl.batch_size, fl.image_size)
+            batches = encode_split(model, fl.dataset, split, fl.batch_size, fl.image_size,
+                                   fl.max_examples)
             written = tokenized.write_token_shards(out, batches, dict(metadata, split=split),
                                                    fl.num_shards, overwrite=fl.overwrite)
         except (datasets.DatasetNotFoundError, ValueError) as e:

@@ -249,9 +249,22 @@ def _parser(metadata, path):
     return parse
 
 
+def _pipeline_example_count(metadata, input_context, record_level_shard):
+    """Examples this input pipeline reads in one epoch."""
+    counts = [int(shard["num_examples"]) for shard in metadata["shards"]]
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return sum(counts)
+    n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if record_level_shard:
+        total = sum(counts)
+        return (total - i + n - 1) // n
+    return sum(counts[i::n])
+
+
 def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
                   expected_codebook_size=None, expected_grid=None, cache=True,
-                  drop_remainder=True, shuffle_buffer=50_000, input_context=None):
+                  drop_remainder=True, shuffle_buffer=50_000, input_context=None,
+                  skip_examples=0):
     """tf.data of {"tokens": int32 [B, h, w], "label": int32 [B]} from a shard directory.
 
     Opening validates metadata.json (keys, codebook size and grid against the expected
@@ -259,29 +272,57 @@ def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
     are checked while reading. `cache` keeps the serialized records in memory after the
     first pass. `input_context` (from distribute_datasets_from_function) gives each input
     pipeline its own part of the shards; batch_size is then the per-replica batch.
+
+    The example order is a pure function of `seed`: epoch e permutes blocks of
+    `shuffle_buffer` records with its own stateless seed, so `skip_examples` (examples
+    this pipeline already consumed, e.g. step * batch on a resumed run) restarts exactly
+    where an uninterrupted run would be, skipping whole epochs without reading them.
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    if int(skip_examples) < 0:
+        raise ValueError(f"skip_examples must be >= 0, got {skip_examples!r}")
     metadata = read_metadata(path, expected_codebook_size, expected_grid)
     files = shard_files(path, metadata)
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    records = tf.data.Dataset.from_tensor_slices(files)
     record_level_shard = False
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            records = records.shard(input_context.num_input_pipelines,
+                                    input_context.input_pipeline_id)
         else:
             record_level_shard = True
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    records = records.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if record_level_shard:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        records = records.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
     if cache:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(min(int(shuffle_buffer), int(metadata["num_examples"])), seed=seed,
-                        reshuffle_each_iteration=True)
+        records = records.cache()
+    epoch_size = _pipeline_example_count(metadata, input_context, record_level_shard)
+    buffer = max(1, min(int(shuffle_buffer), epoch_size))
+    skip_examples = int(skip_examples)
+
+    def epoch(index):
+        """Epoch `index`: blocks of `buffer` records, each permuted by stateless keys of
+        (seed, epoch, block), so no op depends on TF's global seed or iteration state."""
+        if not shuffle:
+            return records
+
+        def permute(block_index, block):
+            seed_pair = tf.stack([tf.cast(seed, tf.int64),
+                                  tf.cast(index, tf.int64) * 1_000_003 + block_index])
+            keys = tf.random.stateless_uniform(tf.shape(block)[:1], seed=seed_pair)
+            return tf.gather(block, tf.argsort(keys))
+
+        return records.batch(buffer).enumerate().map(permute).unbatch()
+
     if repeat:
-        ds = ds.repeat()
+        first_epoch = skip_examples // epoch_size
+        ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(epoch)
+        ds = ds.skip(skip_examples - first_epoch * epoch_size)
+    else:
+        ds = epoch(tf.constant(0, tf.int64)).skip(skip_examples)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
     ds = ds.map(_parser(metadata, path), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

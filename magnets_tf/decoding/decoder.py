@@ -23,16 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from magnets_tf.decoding import sampling
-from magnets_tf.decoding.schedule import DecodePlan
-
-_LN_EPSILON_ATTR = "epsilon"
-
+from magnets_tf.decoding.schedule import DecodePlan, make_plan
 
 def _layer_norm(x, norm):
+    """keras LayerNormalization `norm` applied with its own weights and epsilon."""
     mean = tf.reduce_mean(x, axis=-1, keepdims=True)
     centered = x - mean
     var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
-    return centered * tf.math.rsqrt(var + getattr(norm, _LN_EPSILON_ATTR)) * norm.gamma + norm.beta
+    return centered * tf.math.rsqrt(var + norm.epsilon) * norm.gamma + norm.beta
 
 
 def _gelu(x):
@@ -319,12 +317,12 @@ def editing_plan(keep_mask, **plan_kwargs):
     """`make_plan` for editing: num_tokens and num_condition_tokens from keep_mask.
 
     keep_mask: bool [N] or [B, N] with the same number of kept tokens in every row."""
-    from magnets_tf.decoding.schedule import make_plan
     keep_mask = np.asarray(keep_mask, bool)
-    keep_mask = keep_mask.reshape(-1, keep_mask.shape[-1]) if keep_mask.ndim > 1 else keep_mask[None]
+    keep_mask = keep_mask.reshape(-1, keep_mask.shape[-1])
     kept = set(keep_mask.sum(axis=1).tolist())
     if len(kept) != 1:
-        raise ValueError(f"every row of keep_mask must keep the same number of tokens, got {sorted(kept)}")
+        raise ValueError(f"every row of keep_mask must keep the same number of tokens, got "
+                         f"{sorted(kept)}")
     return make_plan(keep_mask.shape[1], num_condition_tokens=kept.pop(), **plan_kwargs)
 
 

@@ -61,6 +61,15 @@ class MatmulProbe:
         self._fn(self._a, self._b).numpy()
         return time.perf_counter() - start
 
+    def seconds_per_call(self, min_seconds):
+        """Mean time of back-to-back calls lasting >= min_seconds in total, so that the
+        probe sees about as much machine noise as a decode does."""
+        calls, total = 0, 0.0
+        while calls == 0 or total < min_seconds:
+            total += self.time_once()
+            calls += 1
+        return total / calls
+
 
 def _time_decode(decoder, class_ids, seed):
     start = time.perf_counter()
@@ -69,14 +78,17 @@ def _time_decode(decoder, class_ids, seed):
 
 
 @gin.configurable(denylist=["model", "plan"])
-def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None):
-    """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict."""
+def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None,
+                  jit_compile=True, probe_seconds=2.0):
+    """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict.
+
+    `jit_compile=False` only serves quick tests: the claim is about the XLA decoders."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     baseline_plan = flops.uncached_baseline_plan(plan)
     arch = flops.ArchSpec.from_model(model)
-    decoders = {"baseline": Decoder(model, baseline_plan, batch_size),
-                "magnets": Decoder(model, plan, batch_size)}
+    decoders = {"baseline": Decoder(model, baseline_plan, batch_size, jit_compile=jit_compile),
+                "magnets": Decoder(model, plan, batch_size, jit_compile=jit_compile)}
     probe = MatmulProbe(batch_size * plan.sequence_length, model.hidden_size, model.mlp_dim)
     class_ids = np.arange(batch_size, dtype=np.int32) % max(model.num_classes, 1)
     load_before = _load_average()
@@ -91,7 +103,7 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
     times = {"baseline": [], "magnets": [], "matmul": []}
     jobs = [("baseline", lambda r: _time_decode(decoders["baseline"], class_ids, [seed, 2 + r])),
             ("magnets", lambda r: _time_decode(decoders["magnets"], class_ids, [seed, 2 + r])),
-            ("matmul", lambda r: probe.time_once())]
+            ("matmul", lambda r: probe.seconds_per_call(probe_seconds))]
     for r in range(repeats):
         for name, job in (jobs if r % 2 == 0 else jobs[::-1]):
             times[name].append(job(r))
@@ -114,7 +126,7 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
         sequence_length=plan.sequence_length, num_steps=plan.num_steps,
         guidance_steps=plan.guidance_steps, guidance_scale=plan.guidance_scale,
         model_schedule=[list(s) for s in plan.model_schedule], refresh=plan.refresh,
-        batch_size=batch_size, repeats=repeats,
+        batch_size=batch_size, repeats=repeats, jit_compile=bool(jit_compile),
         baseline=dict(latency_s=latency["baseline"],
                       images_per_s=batch_size / latency["baseline"],
                       times_s=times["baseline"], compile_and_first_run_s=compile_s["baseline"],

@@ -7,7 +7,8 @@ unfloored cosine counts and doubles every guided step. It reproduces Table 1.
 `exact`: the multiply-adds our decoder executes for a `DecodePlan`: Q/K/V/O and MLP at
 the sub-model's width, attention over every cached position at the sliced head dim, the
 MLM head on the M_k tokens still masked at the input of step k (the only ones sampled),
-and the unconditional branch's own passes (including its first full pass). Both are in GFLOPs = 1e9 multiply-adds, as the paper.
+and the unconditional branch's own passes (including its first full pass).
+Both are in GFLOPs = 1e9 multiply-adds, as the paper.
 """
 import dataclasses
 import math

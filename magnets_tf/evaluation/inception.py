@@ -40,8 +40,9 @@ class InceptionFeatureExtractor:
     """Batched FID Inception features ("pool" [N, 2048], and "logits" [N, 1008] when the
     classifier weights were converted).
 
-    `model` overrides the network (tests pass a small stand-in with the same outputs);
-    otherwise the converted weights are loaded from `weights_path` or the cache.
+    `model` overrides the network (any Keras model with the same dict outputs, e.g. a
+    `build_fid_inception` with other weights); otherwise the converted weights are loaded
+    from `weights_path` or the cache.
     """
 
     def __init__(self, model=None, weights_path=None, cache_dir=None, with_logits=False,
@@ -51,8 +52,8 @@ class InceptionFeatureExtractor:
         self.model = model or fid_inception.load_fid_inception(
             weights_path=weights_path, cache_dir=cache_dir, with_logits=with_logits)
         self.batch_size = int(batch_size)
-        self.with_logits = "logits" in self.model.output_names if hasattr(
-            self.model, "output_names") else with_logits
+        outputs = getattr(self.model, "output", None)
+        self.with_logits = isinstance(outputs, dict) and "logits" in outputs
         self._step = tf.function(self._forward, jit_compile=jit_compile, reduce_retracing=True)
 
     def _forward(self, images):

@@ -11,7 +11,17 @@ from magnets_tf.layers.block import LAYER_NORM_EPSILON, NestedTransformerBlock
 from magnets_tf.layers.mlp import gelu_tanh
 from magnets_tf.layers.nested import DEFAULT_FACTORS, nested_width, validate_factors
 
-_INIT = keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def _init():
+    """A fresh truncated-normal(0.02) initializer per weight.
+
+    Keras 3 fixes an unseeded initializer's seed when it is constructed, so one shared
+    module-level instance gave every weight of the same shape identical values (token
+    and position embeddings started equal) and a seed drawn at import time, outside
+    `keras.utils.set_random_seed`.
+    """
+    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 class MaskGitTransformer(keras.Model):
@@ -48,7 +58,7 @@ class MaskGitTransformer(keras.Model):
         self.attention_dropout = float(attention_dropout)
 
         self.token_embedding = keras.layers.Embedding(
-            self.vocab_size, self.hidden_size, embeddings_initializer=_INIT,
+            self.vocab_size, self.hidden_size, embeddings_initializer=_init(),
             name="token_embedding")
         self.embedding_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
                                                               name="embedding_norm")
@@ -59,7 +69,7 @@ class MaskGitTransformer(keras.Model):
                                    attention_dropout=self.attention_dropout,
                                    head_dim=self.head_dim, name=f"block_{i}")
             for i in range(self.num_layers)]
-        self.head_dense = keras.layers.Dense(self.hidden_size, kernel_initializer=_INIT,
+        self.head_dense = keras.layers.Dense(self.hidden_size, kernel_initializer=_init(),
                                              name="head_dense")
         self.head_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
                                                          name="head_norm")
@@ -95,7 +105,7 @@ class MaskGitTransformer(keras.Model):
         self.token_embedding.build((None, None))
         self.position_embedding = self.add_weight(
             name="position_embedding", shape=(self.sequence_length, self.hidden_size),
-            initializer=_INIT)
+            initializer=_init())
         shape = (None, None, self.hidden_size)
         self.embedding_norm.build(shape)
         for block in self.blocks:

@@ -270,8 +270,9 @@ class VectorQuantizer(keras.layers.Layer):
             name="codebook", shape=(self.codebook_size, self.embedding_dim),
             initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "uniform"))
         # Decayed count of assignments per code (training statistic, not a parameter).
+        # Starts at zero, so codes never chosen before the first restart are restarted.
         self.usage = self.add_weight(name="usage", shape=(self.codebook_size,),
-                                     initializer="ones", trainable=False)
+                                     initializer="zeros", trainable=False)
         self.built = True
 
     def nearest_codes(self, z):
@@ -294,18 +295,19 @@ class VectorQuantizer(keras.layers.Layer):
         quantized = tf.cast(self.lookup(indices), z.dtype)
         codebook_loss = tf.reduce_mean((quantized - tf.stop_gradient(z)) ** 2)
         commitment_loss = tf.reduce_mean((z - tf.stop_gradient(quantized)) ** 2)
+        flat = tf.reshape(indices, [-1])
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(flat, tf.float32), flat,
+                                              self.codebook_size)
         if training:
-            flat = tf.reshape(indices, [-1])
-            counts = tf.math.unsorted_segment_sum(tf.ones_like(flat, tf.float32), flat,
-                                                  self.codebook_size)
             self.usage.assign(self.usage * self.usage_decay + counts * (1 - self.usage_decay))
         straight_through = z + tf.stop_gradient(quantized - z)
         losses = dict(codebook_loss=codebook_loss,
                       commitment_loss=self.commitment_cost * commitment_loss,
-                      quantizer_loss=codebook_loss + self.commitment_cost * commitment_loss)
+                      quantizer_loss=codebook_loss + self.commitment_cost * commitment_loss,
+                      batch_codebook_usage=tf.reduce_mean(tf.cast(counts > 0, tf.float32)))
         return straight_through, indices, losses
 
-    def restart_dead_codes(self, z, threshold, seed=None):
+    def restart_dead_codes(self, z, threshold, rng=None):
         """Moves codes whose running usage is below `threshold` onto random latents of z.
 
         Returns the number of restarted codes. Restarted codes get the mean usage of the
@@ -314,8 +316,10 @@ class VectorQuantizer(keras.layers.Layer):
         flat = tf.reshape(tf.cast(z, self.codebook.dtype), [-1, self.embedding_dim])
         dead = self.usage < threshold
         num_dead = tf.reduce_sum(tf.cast(dead, tf.int32))
-        picks = tf.random.uniform([self.codebook_size], 0, tf.shape(flat)[0], tf.int32,
-                                  seed=seed)
+        if rng is None:
+            picks = tf.random.uniform([self.codebook_size], 0, tf.shape(flat)[0], tf.int32)
+        else:  # A tf.random.Generator makes restarts reproducible.
+            picks = rng.uniform([self.codebook_size], 0, tf.shape(flat)[0], tf.int32)
         replacement = tf.gather(flat, picks)
         self.codebook.assign(tf.where(dead[:, None], replacement, self.codebook))
         alive = tf.cast(tf.logical_not(dead), self.usage.dtype)

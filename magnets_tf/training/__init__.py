@@ -1,0 +1,1 @@
+"""Training: masking, nested distillation losses, trainer, strategies, callbacks."""

@@ -153,7 +153,7 @@ class TokenizerTrainer:
         self.log_every = int(log_every)
         self.image_every = int(image_every)
         self.checkpoint_every = int(checkpoint_every)
-        self.seed = int(seed)
+        self.rng = tf.random.Generator.from_seed(int(seed))  # Dead-code restart draws.
         warmup_steps = min(int(warmup_steps), self.num_steps // 2)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup_steps else learning_rate, self.num_steps - int(warmup_steps),
@@ -168,7 +168,8 @@ class TokenizerTrainer:
             model.build()
         self.optimizer.build(model.trainable_variables)
         trackables = dict(model=_variable_tree(model.weights),
-                          optimizer=_variable_tree(self.optimizer.variables), step=self.step)
+                          optimizer=_variable_tree(self.optimizer.variables), step=self.step,
+                          rng=self.rng)
         if self.use_gan:
             self.discriminator = PatchDiscriminator(name="discriminator")
             self.discriminator(tf.zeros((1, *model.image_shape)))  # Creates its variables.
@@ -192,7 +193,8 @@ class TokenizerTrainer:
                  + self.quantizer_weight * out["quantizer_loss"])
         return dict(total_loss=total, l2_loss=l2, l1_loss=l1,
                     codebook_loss=out["codebook_loss"],
-                    commitment_loss=out["commitment_loss"])
+                    commitment_loss=out["commitment_loss"],
+                    batch_codebook_usage=out["batch_codebook_usage"])
 
     def _step(self, images):
         gan_on = tf.cast(self.step >= self.gan_start_step, tf.float32)
@@ -224,20 +226,27 @@ class TokenizerTrainer:
             quantizer = self.model.quantizer
             if self.step % self.restart_every == 0:
                 threshold = self.restart_fraction * tf.reduce_mean(quantizer.usage)
-                restarted = quantizer.restart_dead_codes(out["latents"], threshold)
+                restarted = quantizer.restart_dead_codes(out["latents"], threshold, self.rng)
         losses["restarted_codes"] = restarted
         return losses, out["reconstruction"]
 
     def usage_fraction(self):
-        """Fraction of codes whose running usage is at least 1% of the mean usage."""
+        """Fraction of codes whose running (decayed) usage is at least `restart_fraction`
+        of the mean: the codes that are not candidates for a restart."""
         usage = self.model.quantizer.usage
-        return float(tf.reduce_mean(tf.cast(usage >= 0.01 * tf.reduce_mean(usage), tf.float32)))
+        alive = usage >= self.restart_fraction * tf.reduce_mean(usage)
+        return float(tf.reduce_mean(tf.cast(alive, tf.float32)))
 
     def restore(self):
         """Restores the newest checkpoint if any; returns the step reached."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                raise ValueError(
+                    f"checkpoint {latest} does not match this model/trainer configuration "
+                    f"(use a new --model_dir or the original config): {e}") from None
             logging.info("resumed from %s at step %d", latest, int(self.step))
         return int(self.step)
 
@@ -263,14 +272,14 @@ class TokenizerTrainer:
                     bar.update(1)
                 if step % self.log_every == 0 or step == self.num_steps:
                     values = {k: float(v) for k, v in losses.items()}
-                    values["codebook_usage"] = self.usage_fraction()
+                    values["codebook_alive_fraction"] = self.usage_fraction()
                     values["learning_rate"] = float(self.optimizer.learning_rate)
                     values["steps_per_second"] = (step - start) / max(time.time() - begin, 1e-6)
                     for name, value in values.items():
                         tf.summary.scalar(name, value, step=step)
                     if bar is not None:
                         bar.set_postfix(l2=f"{values['l2_loss']:.4f}",
-                                        usage=f"{values['codebook_usage']:.2f}")
+                                        usage=f"{values['batch_codebook_usage']:.2f}")
                 if step % self.image_every == 0 or step == self.num_steps:
                     tf.summary.image("inputs_over_reconstructions",
                                      pairs_grid(images, recon), step=step)

@@ -60,7 +60,8 @@ def _copy_fashion(tmp_path):
 
 
 def test_missing_fashion_mnist_names_package(tmp_path):
-    with pytest.raises(datasets.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(datasets.DatasetNotFoundError,
+                       match="apt-get install dataset-fashion-mnist"):
         datasets._fashion_mnist("test", data_dir=str(tmp_path))
 
 
@@ -98,7 +99,8 @@ def test_image_dataset_offline_batches():
     first = batches[0]
     assert first["image"].shape == (64, 32, 32, 1) and first["image"].dtype == tf.float32
     assert first["label"].dtype == tf.int32
-    assert 0.0 <= float(tf.reduce_min(first["image"])) and float(tf.reduce_max(first["image"])) <= 1.0
+    assert 0.0 <= float(tf.reduce_min(first["image"]))
+    assert float(tf.reduce_max(first["image"])) <= 1.0
 
 
 def test_image_dataset_native_size_matches_arrays():

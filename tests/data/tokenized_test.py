@@ -197,3 +197,18 @@ def test_interrupted_write_keeps_previous_data(tmp_path):
                                  overwrite=True)
     assert tokenized.verify_token_shards(path)["num_examples"] == 6
     assert sorted(os.listdir(tmp_path)) == ["shards"]
+
+
+def test_skip_examples_resumes_the_same_stream(tmp_path):
+    path, _, _ = _write(tmp_path, num_examples=30, num_shards=3)
+    full = np.concatenate([b["tokens"].numpy() for b in
+                           tokenized.token_dataset(path, 4, seed=5).take(20)])
+    for skip in (8, 32, 60):  # inside epoch 0, inside epoch 1, whole epochs skipped
+        part = np.concatenate([b["tokens"].numpy() for b in
+                               tokenized.token_dataset(path, 4, seed=5,
+                                                       skip_examples=skip).take(3)])
+        np.testing.assert_array_equal(part, full[skip:skip + 12])
+    # Epochs are shuffled differently, and every epoch holds every example once.
+    assert not np.array_equal(full[:30], full[30:60])
+    key = lambda t: sorted(map(bytes, t.astype(np.int32)))
+    assert key(full[:30]) == key(full[30:60])

@@ -19,7 +19,7 @@ def model():
     m = build_transformer("tiny", codebook_size=32, num_classes=10, num_tokens=N)
     # Spread the random logits so greedy choices are far from float ties.
     emb = m.token_embedding.embeddings
-    emb.assign(emb * 20.0)
+    emb.assign(emb * 5.0)
     return m
 
 
@@ -79,8 +79,12 @@ CLASSES = np.array([1, 4, 7], np.int32)
 
 
 def test_refresh_every_step_cached_equals_uncached(model):
-    cached = Decoder(model, _plan(refresh="every_step", guidance_scale=3.0, guidance_steps=2), B)
-    uncached = Decoder(model, _plan(use_cache=False, guidance_scale=3.0, guidance_steps=2), B)
+    # Non-XLA keeps the test fast; test_xla_and_eager_agree_on_argmax ties the two modes.
+    every = _plan(refresh="every_step", guidance_scale=3.0, guidance_steps=2)
+    cached = Decoder(model, every, B, jit_compile=False)
+    uncached = Decoder(model, _plan(use_cache=False, guidance_scale=3.0, guidance_steps=2), B,
+                       jit_compile=False)
+    assert every.use_cache and every.refresh_steps == (True,) * K
     a = cached.generate(CLASSES, [5, 6])
     b = uncached.generate(CLASSES, [5, 6])
     np.testing.assert_array_equal(a, b)
@@ -90,7 +94,7 @@ def test_refresh_every_step_cached_equals_uncached(model):
 @pytest.mark.parametrize("refresh", ["model_change", "never"])
 def test_cached_decoder_matches_foundation_kv_cache_reference(model, refresh):
     plan = _plan(refresh=refresh, guidance_scale=2.0, guidance_steps=3, **GREEDY)
-    tokens = Decoder(model, plan, B).generate(CLASSES, [0, 0])
+    tokens = Decoder(model, plan, B, jit_compile=False).generate(CLASSES, [0, 0])
     want = reference_decode(model, plan, CLASSES, tf.zeros([B, N], tf.int32),
                             tf.zeros([B, N], bool))
     np.testing.assert_array_equal(tokens, want)
@@ -98,7 +102,7 @@ def test_cached_decoder_matches_foundation_kv_cache_reference(model, refresh):
 
 def test_processed_positions_equal_plan_and_exact_gflops(model):
     plan = _plan(guidance_scale=2.0, guidance_steps=3)
-    decoder = Decoder(model, plan, B)
+    decoder = Decoder(model, plan, B, jit_compile=False)
     _, stats = decoder.generate_with_stats(CLASSES, [1, 2])
     np.testing.assert_array_equal(stats["processed"], plan.num_processed)
     np.testing.assert_array_equal(stats["distinct_processed"], plan.num_processed)
@@ -122,15 +126,16 @@ def test_processed_positions_equal_plan_and_exact_gflops(model):
 
 
 def test_xla_and_eager_agree_on_argmax(model):
-    plan = _plan(guidance_scale=1.5, guidance_steps=2, **GREEDY)
+    plan = _plan(refresh="never", guidance_scale=1.5, guidance_steps=2, **GREEDY)
     xla = Decoder(model, plan, B, jit_compile=True).generate(CLASSES, [3, 3])
     eager = Decoder(model, plan, B, jit_compile=False).generate(CLASSES, [3, 3])
     np.testing.assert_array_equal(xla, eager)
 
 
 def test_guidance_only_on_last_steps(model):
-    guided = Decoder(model, _plan(guidance_scale=50.0, guidance_steps=2), B, record_steps=True)
-    plain = Decoder(model, _plan(), B, record_steps=True)
+    guided = Decoder(model, _plan(guidance_scale=50.0, guidance_steps=2), B, jit_compile=False,
+                     record_steps=True)
+    plain = Decoder(model, _plan(), B, jit_compile=False, record_steps=True)
     g_tokens, g_stats = guided.generate_with_stats(CLASSES, [9, 9])
     p_tokens, p_stats = plain.generate_with_stats(CLASSES, [9, 9])
     np.testing.assert_array_equal(g_stats["uncond_processed"][:K - 2], 0)
@@ -141,18 +146,10 @@ def test_guidance_only_on_last_steps(model):
     assert not np.array_equal(g_tokens, p_tokens)
     # Every recorded step unmasks exactly the plan's count, never re-masking.
     masked = (g_stats["tokens_per_step"] == model.mask_token_id).sum(axis=2)
-    np.testing.assert_array_equal(masked, np.tile(np.array(plan_out())[:, None], [1, B]))
-
-
-def plan_out():
-    return _plan().masked_out
-
-
-def test_generation_is_deterministic_given_seed(model):
-    decoder = Decoder(model, _plan(), B)
-    a = decoder.generate(CLASSES, [1, 1])
-    np.testing.assert_array_equal(a, decoder.generate(CLASSES, [1, 1]))
-    assert not np.array_equal(a, decoder.generate(CLASSES, [1, 2]))
+    np.testing.assert_array_equal(masked, np.tile(np.array(_plan().masked_out)[:, None], [1, B]))
+    # Deterministic given the seed; another seed gives other samples.
+    np.testing.assert_array_equal(p_tokens, plain.generate(CLASSES, [9, 9]))
+    assert not np.array_equal(p_tokens, plain.generate(CLASSES, [9, 8]))
 
 
 def test_edit_keeps_given_tokens_inpaint_and_class_edit(model):
@@ -161,7 +158,7 @@ def test_edit_keeps_given_tokens_inpaint_and_class_edit(model):
     plan = editing_plan(keep, num_steps=4, model_schedule="4:2,1:2", guidance_scale=1.0,
                         guidance_steps=1)
     assert plan.num_condition_tokens == 12
-    decoder = Decoder(model, plan, B)
+    decoder = Decoder(model, plan, B, jit_compile=False)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, model.codebook_size, [B, N]).astype(np.int32)
     keep_b = np.tile(keep, [B, 1])
@@ -173,9 +170,12 @@ def test_edit_keeps_given_tokens_inpaint_and_class_edit(model):
     other = decoder.edit(tokens, keep_b, (CLASSES + 1) % 10, [0, 1])
     np.testing.assert_array_equal(other[keep_b], tokens[keep_b])
     # Per-row masks may differ as long as the count matches (outpainting here).
-    out_keep = np.stack([box_keep_mask((4, 4), 0, 0, 2, 2, keep_inside=True)] * B)
-    out_plan = editing_plan(out_keep, num_steps=4, model_schedule="4:2,1:2")
-    out2 = Decoder(model, out_plan, B).edit(tokens, out_keep, CLASSES, [2, 2])
+    out_keep = np.stack([box_keep_mask((4, 4), 0, 0, 3, 4, keep_inside=True),
+                         box_keep_mask((4, 4), 1, 0, 3, 4, keep_inside=True),
+                         box_keep_mask((4, 4), 0, 0, 4, 3, keep_inside=True)])
+    assert editing_plan(out_keep, num_steps=4, model_schedule="4:2,1:2",
+                        guidance_scale=1.0, guidance_steps=1) == plan
+    out2 = decoder.edit(tokens, out_keep, CLASSES, [2, 2])
     np.testing.assert_array_equal(out2[out_keep], tokens[out_keep])
     with pytest.raises(ValueError, match="keeps"):
         decoder.edit(tokens, np.ones([B, N], bool), CLASSES, [0, 1])
@@ -183,7 +183,7 @@ def test_edit_keeps_given_tokens_inpaint_and_class_edit(model):
 
 def test_condition_tokens_are_kept_and_never_requeried(model):
     plan = _plan(num_condition_tokens=4)
-    decoder = Decoder(model, plan, B)
+    decoder = Decoder(model, plan, B, jit_compile=False)
     cond = np.arange(B * 4, dtype=np.int32).reshape(B, 4)
     out, stats = decoder.generate_with_stats(CLASSES, [0, 0], condition_tokens=cond)
     np.testing.assert_array_equal(out[:, :4], cond)

@@ -95,3 +95,16 @@ def test_fid_invariants(extractor):
     real = fid.fid_from_stats(stats["a"], stats["b"])["fid"]
     assert fid.fid_from_stats(stats["a"], stats["digits"])["fid"] > 3 * real
     assert fid.fid_from_stats(stats["a"], stats["noise"])["fid"] > 5 * real
+
+
+def test_logits_are_detected_from_the_model_outputs():
+    with_head = inception.InceptionFeatureExtractor(model=fid_inception.build_fid_inception(True))
+    assert with_head.with_logits
+    feats = with_head.features(np.zeros((1, 28, 28, 1), np.uint8))
+    assert feats["logits"].shape == (1, 1008) and feats["pool"].shape == (1, 2048)
+
+
+@needs_weights
+def test_default_weights_have_no_logits(extractor):
+    assert not extractor.with_logits
+    assert set(extractor.features(np.zeros((1, 28, 28, 1), np.uint8))) == {"pool"}

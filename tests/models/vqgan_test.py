@@ -113,3 +113,12 @@ def test_small_configs_build():
     for name in SMALL_CONFIGS:
         model = build_vqgan(name, image_shape=(28, 28, 1)) if name != "tiny_test" else _tiny()
         assert model.codebook_size == SMALL_CONFIGS[name]["codebook_size"]
+
+
+def test_codes_never_chosen_are_restarted_at_the_first_restart():
+    vq = VectorQuantizer(6, 2, usage_decay=0.99)
+    vq.build()
+    vq.codebook.assign(np.stack([np.arange(6.0), np.zeros(6)], 1))
+    vq(tf.constant([[[0.0, 0.0], [1.0, 0.0]]]), training=True)  # only codes 0 and 1
+    threshold = 0.03 * float(tf.reduce_mean(vq.usage))
+    assert int(vq.restart_dead_codes(tf.constant([[[9.0, 9.0]]]), threshold)) == 4

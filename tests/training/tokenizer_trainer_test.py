@@ -99,3 +99,11 @@ def test_bad_trainer_arguments():
         tt.TokenizerTrainer(_model(), "/tmp/unused", num_steps=0)
     with pytest.raises(ValueError, match="VQGAN"):
         tt.TokenizerTrainer(object(), "/tmp/unused")
+
+
+def test_resuming_with_another_architecture_is_a_clear_error(tmp_path):
+    trainer = tt.TokenizerTrainer(_model(), str(tmp_path), num_steps=1, warmup_steps=0)
+    trainer.train(_digits(), progress=False)
+    other = build_vqgan("tiny_test", image_shape=(6, 6, 1), codebook_size=32)
+    with pytest.raises(ValueError, match="does not match this model"):
+        tt.TokenizerTrainer(other, str(tmp_path), num_steps=2).restore()

@@ -1,0 +1,213 @@
+"""Quality and cost of one decode plan: generate n images, score them against a reference.
+
+Shared by tools/evaluate.py (one plan) and tools/sweep_schedules.py (many plans). Class
+labels are balanced (sample i gets class i mod C) so FID does not depend on label draws;
+batch b decodes with seed (seed, b), so a run is reproducible and the first images do
+not change when n grows.
+"""
+import math
+import time
+
+import numpy as np
+import tqdm
+from PIL import Image
+
+from magnets_tf.decoding.schedule import make_plan
+from magnets_tf.evaluation import fid
+from magnets_tf.evaluation import flops
+
+
+def balanced_class_ids(n, num_classes):
+    """[n] labels 0, 1, ..., C-1, 0, 1, ...: every class equally often (up to one)."""
+    if num_classes <= 0:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    return (np.arange(n) % num_classes).astype(np.int32)
+
+
+def _decoder_class():
+    try:
+        from magnets_tf.decoding.decoder import Decoder
+    except ImportError as e:
+        raise ImportError(f"magnets_tf.decoding.decoder is not available ({e}): generation "
+                          f"needs the MaGNeTS decoder") from None
+    return Decoder
+
+
+def generate_images(model, plan, decode_fn, n, batch_size, seed=0, jit_compile=True,
+                    progress=True, description="generate"):
+    """Yields image batches (float [B,H,W,C] in [0,1]) of n class-balanced samples.
+
+    `decode_fn(tokens int32 [B, h, w]) -> images` is the tokenizer's decoder; the token
+    grid is the model's num_tokens as a square (or `decode_fn.grid_shape` when set).
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    decoder = _decoder_class()(model, plan, batch_size, jit_compile=jit_compile)
+    grid = getattr(decode_fn, "grid_shape", None)
+    if grid is None:
+        side = math.isqrt(plan.num_tokens)
+        if side * side != plan.num_tokens:
+            raise ValueError(f"{plan.num_tokens} tokens are not a square grid: give "
+                             f"decode_fn a grid_shape attribute")
+        grid = (side, side)
+    labels = balanced_class_ids(n, model.num_classes)
+    batches = math.ceil(n / batch_size)
+    with tqdm.tqdm(total=n, desc=description, unit="img", disable=not progress,
+                   leave=False) as bar:
+        for b in range(batches):
+            ids = labels[b * batch_size:(b + 1) * batch_size]
+            real = len(ids)
+            if real < batch_size:  # the decoder has a static batch: pad the last one
+                ids = np.concatenate([ids, np.zeros(batch_size - real, np.int32)])
+            tokens = np.asarray(decoder.generate(ids, seed=(int(seed), b)))
+            images = np.asarray(decode_fn(tokens.reshape(batch_size, *grid)))[:real]
+            bar.update(real)
+            yield images
+
+
+def plan_gflops(model, plan):
+    """{'gflops_exact', 'gflops_paper'} per image of `plan` on `model`'s architecture."""
+    arch = flops.ArchSpec.from_model(model)
+    return {"gflops_exact": float(sum(flops.exact_gflops(arch, plan))),
+            "gflops_paper": float(sum(flops.paper_gflops_for_plan(arch, plan)))}
+
+
+def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, seed=0,
+                  jit_compile=True, pr_k=3, progress=True, keep_images=64, classify=None):
+    """Generates n images with `plan` and scores them against `reference` (a dict from
+    `fid.reference_statistics`: mu, sigma, n, features).
+
+    Returns (metrics dict, the first `keep_images` images). Metrics: fid, n, n_reference,
+    precision, recall, inception score when the extractor has logits, GFLOPs/image
+    (exact and paper), decode and feature seconds/image, and the small-sample note.
+    With `classify(images) -> labels`, also `class_accuracy`: the fraction of samples
+    recognised as the class they were conditioned on.
+    """
+    stats = fid.RunningStats(reference["mu"].shape[0])
+    pools, logits, kept = [], [], []
+    decode_seconds = feature_seconds = 0.0
+    conditioned = balanced_class_ids(n, model.num_classes)
+    recognised = seen = 0
+    start = time.time()
+    for images in generate_images(model, plan, decode_fn, n, batch_size, seed, jit_compile,
+                                  progress):
+        decode_seconds += time.time() - start
+        if len(kept) < keep_images:
+            kept.extend(images[:keep_images - len(kept)])
+        start = time.time()
+        feats = extractor.features(np.clip(images, 0.0, 1.0).astype(np.float32))
+        feature_seconds += time.time() - start
+        stats.update(feats["pool"])
+        if classify is not None:
+            predicted = np.asarray(classify(np.clip(images, 0.0, 1.0)))
+            recognised += int(np.sum(predicted == conditioned[seen:seen + len(images)]))
+        seen += len(images)
+        pools.append(feats["pool"])
+        if "logits" in feats:
+            logits.append(feats["logits"])
+        start = time.time()
+    generated = stats.as_dict()
+    metrics = {"fid": fid.frechet_distance(generated["mu"], generated["sigma"],
+                                           reference["mu"], reference["sigma"]),
+               "n": int(generated["n"]), "n_reference": int(reference["n"])}
+    pr = fid.precision_recall(reference["features"], np.concatenate(pools), k=pr_k)
+    metrics.update(precision=pr["precision"], recall=pr["recall"], pr_k=pr_k)
+    if logits:
+        score = fid.inception_score(logits=np.concatenate(logits),
+                                    splits=min(10, metrics["n"]))
+        metrics.update(inception_score=score["is_mean"], inception_score_std=score["is_std"])
+    if classify is not None:
+        metrics["class_accuracy"] = recognised / metrics["n"]
+    metrics.update(plan_gflops(model, plan))
+    metrics.update(decode_seconds_per_image=decode_seconds / metrics["n"],
+                   feature_seconds_per_image=feature_seconds / metrics["n"],
+                   note=fid.SMALL_SAMPLE_NOTE)
+    return metrics, np.stack(kept)
+
+
+def image_grid(images, columns=8):
+    """[N,H,W,C] floats in [0,1] (or uint8) -> one uint8 [rows*H, columns*W, 3] grid."""
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty [N, H, W, C] batch, got {images.shape}")
+    if images.dtype != np.uint8:
+        images = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    n, h, w, c = images.shape
+    columns = min(columns, n)
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * h, columns * w, c), np.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+    return grid
+
+
+def save_image_grid(images, path, columns=8):
+    """Writes the grid PNG to `path` (temp file + rename)."""
+    import os
+    import pathlib
+    import tempfile
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(image_grid(images, columns)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class TokenizerDecoder:
+    """decode_fn of a VQGAN: int tokens [B, h, w] -> float images [B, H, W, C] in [0, 1]."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.grid_shape = tuple(tokenizer.grid_shape)
+
+    def __call__(self, tokens):
+        import tensorflow as tf
+        return np.asarray(self.tokenizer.decode(tf.constant(tokens, tf.int32)))
+
+
+def import_configurables():
+    """Imports the modules whose gin configurables the tools' gin files may bind (gin
+    refuses new configurables once it has parsed a config)."""
+    import importlib
+    for name in ("magnets_tf.models.presets", "magnets_tf.models.vqgan",
+                 "magnets_tf.training.trainer", "magnets_tf.training.tokenizer_trainer",
+                 "magnets_tf.decoding.decoder"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # reported with a clear message when the module is actually needed
+
+
+def load_generator(model_dir, tokenizer_dir):
+    """(trained MaskGitTransformer, TokenizerDecoder) from training output folders."""
+    try:
+        from magnets_tf.training.trainer import load_transformer
+        from magnets_tf.training.tokenizer_trainer import load_tokenizer
+    except ImportError as e:
+        raise ImportError(f"loading checkpoints needs magnets_tf.training ({e})") from None
+    model = load_transformer(model_dir)
+    decode_fn = TokenizerDecoder(load_tokenizer(tokenizer_dir))
+    if math.prod(decode_fn.grid_shape) != model.num_tokens:
+        raise ValueError(f"tokenizer grid {decode_fn.grid_shape} does not match the "
+                         f"transformer's {model.num_tokens} tokens")
+    if decode_fn.tokenizer.codebook_size != model.codebook_size:
+        raise ValueError(f"tokenizer codebook {decode_fn.tokenizer.codebook_size} differs from "
+                         f"the transformer's {model.codebook_size}")
+    return model, decode_fn
+
+
+def make_model_plan(model, **overrides):
+    """`make_plan` for `model`'s grid and factors; other settings from gin/overrides."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return make_plan(num_tokens=model.num_tokens,
+                     num_condition_tokens=model.num_condition_tokens,
+                     available_factors=tuple(model.factors), **overrides)

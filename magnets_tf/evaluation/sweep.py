@@ -1,0 +1,210 @@
+"""Schedule sweeps: which decode plans to try, a resumable CSV of results, the FID-GFLOPs plot.
+
+Families of points (paper Figure 7 and its ablations):
+- `compositions`: every (k_8, k_4, k_2, k_1) with k_p >= min_steps summing to K (the
+  steps given to each nested model, smallest first);
+- `scaling`: (8:k, 4:k, 2:k, 1:k) for several k, i.e. scaling the total steps up and down;
+- `cache`: the default schedule with the cache off, refreshed at model changes, at every
+  step, or never;
+- `baseline`: the MaskGIT++ counterpart, the full model (p=1) for K steps without cache.
+
+Each finished point is one CSV row, rewritten atomically, so a sweep can be interrupted
+(Ctrl-C) at any time and rerun: points already in the CSV are not recomputed.
+"""
+import csv
+import dataclasses
+import itertools
+import os
+import pathlib
+import tempfile
+
+import tqdm
+
+FAMILIES = ("compositions", "scaling", "cache", "baseline")
+DEFAULT_SCHEDULE = ((8, 3), (4, 3), (2, 3), (1, 3))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    """One decode configuration of a sweep."""
+
+    family: str
+    schedule: tuple          # ((p, k), ...)
+    use_cache: bool = True
+    refresh: str = "model_change"
+
+    @property
+    def steps(self):
+        return sum(k for _, k in self.schedule)
+
+    @property
+    def schedule_text(self):
+        return ",".join(f"{p}:{k}" for p, k in self.schedule if k)
+
+    @property
+    def key(self):
+        """Identity of a point's result (the family is only a label)."""
+        return f"{self.schedule_text}|cache={int(self.use_cache)}|refresh={self.refresh}"
+
+    def plan_kwargs(self):
+        return dict(model_schedule=tuple((p, k) for p, k in self.schedule if k),
+                    num_steps=self.steps, use_cache=self.use_cache, refresh=self.refresh)
+
+
+def composition_points(total=12, factors=(8, 4, 2, 1), min_steps=1):
+    """All schedules giving each factor >= min_steps steps, summing to `total`."""
+    if min_steps < 0 or total < min_steps * len(factors):
+        raise ValueError(f"total={total} cannot give {len(factors)} factors >= {min_steps} steps")
+    points = []
+    for ks in itertools.product(range(min_steps, total + 1), repeat=len(factors)):
+        if sum(ks) == total:
+            points.append(SweepPoint("compositions", tuple(zip(factors, ks))))
+    return points
+
+
+def scaling_points(steps_per_model=(1, 2, 3, 4, 5, 6), factors=(8, 4, 2, 1)):
+    """(8:k, 4:k, 2:k, 1:k) for each k: total steps 4k."""
+    return [SweepPoint("scaling", tuple((p, k) for p in factors)) for k in steps_per_model]
+
+
+def cache_points(schedule=DEFAULT_SCHEDULE):
+    """`schedule` without cache, and with each refresh policy."""
+    schedule = tuple(schedule)
+    return [SweepPoint("cache", schedule, use_cache=False),
+            SweepPoint("cache", schedule, True, "model_change"),
+            SweepPoint("cache", schedule, True, "every_step"),
+            SweepPoint("cache", schedule, True, "never")]
+
+
+def baseline_points(steps=(12,)):
+    """MaskGIT++: the full model (p=1) for K steps, no cache."""
+    return [SweepPoint("baseline", ((1, k),), use_cache=False) for k in steps]
+
+
+def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5, 6),
+                 schedule=DEFAULT_SCHEDULE, factors=(8, 4, 2, 1)):
+    """Points of the named families in order, duplicates (same key) dropped."""
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown sweep families {unknown}; known: {FAMILIES}")
+    points = []
+    for family in families:
+        if family == "compositions":
+            points += composition_points(total, factors, min_steps)
+        elif family == "scaling":
+            points += scaling_points(steps_per_model, factors)
+        elif family == "cache":
+            points += cache_points(schedule)
+        else:
+            points += baseline_points((total,))
+    seen, unique = set(), []
+    for point in points:
+        if point.key not in seen:
+            seen.add(point.key)
+            unique.append(point)
+    return unique
+
+
+CSV_FIELDS = ["key", "family", "schedule", "steps", "cache", "refresh", "fid", "n",
+              "n_reference", "precision", "recall", "inception_score", "gflops_exact",
+              "gflops_paper", "decode_seconds_per_image", "feature_seconds_per_image"]
+
+
+def read_rows(path):
+    """Rows of an existing sweep CSV ([] if there is none); ValueError if it is not one."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "key" not in reader.fieldnames:
+            raise ValueError(f"{path} is not a sweep CSV (no 'key' column): refusing to "
+                             f"overwrite it")
+        return list(reader)
+
+
+def write_rows(path, rows):
+    """Writes all rows to `path` via a temp file + rename (never a half-written CSV)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def run_sweep(points, evaluate_fn, csv_path, progress=True, on_row=None):
+    """Evaluates the points missing from `csv_path`, saving the CSV after each one.
+
+    `evaluate_fn(point) -> metrics dict`. Returns (rows, interrupted): on Ctrl-C the
+    finished rows are already saved and `interrupted` is True.
+    """
+    rows = read_rows(csv_path)
+    done = {row["key"] for row in rows}
+    todo = [p for p in points if p.key not in done]
+    interrupted = False
+    with tqdm.tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep",
+                   unit="point", disable=not progress) as bar:
+        try:
+            for point in todo:
+                bar.set_postfix_str(point.key)
+                metrics = evaluate_fn(point)
+                row = dict(metrics, key=point.key, family=point.family,
+                           schedule=point.schedule_text, steps=point.steps,
+                           cache=int(point.use_cache), refresh=point.refresh)
+                rows.append(row)
+                write_rows(csv_path, rows)
+                if on_row:
+                    on_row(row)
+                bar.update(1)
+        except KeyboardInterrupt:
+            interrupted = True
+    return rows, interrupted
+
+
+def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
+    """Scatter of FID against exact GFLOPs/image per family (like the paper's Figure 7)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png_path = pathlib.Path(png_path)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    markers = {"compositions": "o", "scaling": "s", "cache": "^", "baseline": "*"}
+    for family in FAMILIES:
+        pts = [r for r in rows if r["family"] == family and r.get("fid") not in (None, "")]
+        if not pts:
+            continue
+        x = [float(r["gflops_exact"]) for r in pts]
+        y = [float(r["fid"]) for r in pts]
+        ax.scatter(x, y, marker=markers[family], s=90 if family == "baseline" else 30,
+                   label=family, alpha=0.8)
+        if family in ("baseline", "scaling", "cache"):
+            for r, xi, yi in zip(pts, x, y):
+                label = r["schedule"] if family != "cache" else (
+                    f"cache={r['cache']} {r['refresh']}")
+                ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    n = sorted({str(r.get("n")) for r in rows})
+    ax.set_xlabel("GFLOPs per image (exact count of the decoder)")
+    ax.set_ylabel(f"FID (n={'/'.join(n)} generated; biased upward at small n)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=png_path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        os.replace(tmp, png_path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return png_path

@@ -1,0 +1,165 @@
+"""Training callbacks (keras.callbacks.Callback API, driven by `loop.train`).
+
+`on_train_batch_end(step, logs)` receives the number of completed steps and the global
+(replica-reduced) logs of that step as Python floats.
+"""
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from magnets_tf.training import preview
+
+
+class NonFiniteLossError(RuntimeError):
+    """Loss or weights became NaN/Inf; the last good checkpoint was left untouched."""
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """tqdm progress bar plus an absl log line every `log_every` steps."""
+
+    def __init__(self, total_steps, log_every=100, use_tqdm=True):
+        super().__init__()
+        self.total_steps = int(total_steps)
+        self.log_every = int(log_every)
+        self.use_tqdm = use_tqdm
+        self._bar = None
+
+    def on_train_begin(self, logs=None):
+        start = int((logs or {}).get("start_step", 0))
+        if self.use_tqdm:
+            from tqdm import tqdm
+            self._bar = tqdm(total=self.total_steps, initial=start, unit="step",
+                             dynamic_ncols=True)
+
+    def on_train_batch_end(self, step, logs=None):
+        logs = logs or {}
+        if self._bar is not None:
+            self._bar.update(1)
+            if step % self.log_every == 0 or step == self.total_steps:
+                self._bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
+                                      alpha=f"{logs.get('alpha', float('nan')):.3f}")
+        if step % self.log_every == 0 or step == self.total_steps:
+            text = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+            logging.info("step %d/%d %s", step, self.total_steps, text)
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
+
+
+class ScalarSummaries(keras.callbacks.Callback):
+    """TensorBoard scalars: per-model losses and accuracies, alpha, lr, throughput."""
+
+    def __init__(self, writer, log_every, learning_rate_fn, global_batch_size):
+        super().__init__()
+        self.writer = writer
+        self.log_every = int(log_every)
+        self.learning_rate_fn = learning_rate_fn
+        self.global_batch_size = int(global_batch_size)
+        self._last = None
+        self.last_steps_per_second = None
+
+    def on_train_begin(self, logs=None):
+        self._last = (int((logs or {}).get("start_step", 0)), time.perf_counter())
+
+    def on_train_batch_end(self, step, logs=None):
+        if step % self.log_every:
+            return
+        now = time.perf_counter()
+        last_step, last_time = self._last
+        self._last = (step, now)
+        with self.writer.as_default(step=step):
+            for key, value in (logs or {}).items():
+                group = key.split("_p")[0] if "_p" in key else key
+                name = f"{group}/{key}" if group != key else key
+                tf.summary.scalar(name, value)
+            tf.summary.scalar("learning_rate", float(self.learning_rate_fn(step)))
+            if step > last_step:
+                steps_per_second = (step - last_step) / max(now - last_time, 1e-9)
+                self.last_steps_per_second = steps_per_second
+                tf.summary.scalar("throughput/steps_per_second", steps_per_second)
+                tf.summary.scalar("throughput/examples_per_second",
+                                  steps_per_second * self.global_batch_size)
+        self.writer.flush()
+
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Saves the training state every `every` steps and at the end; `on_save(step)` after.
+
+    The loop raises on a non-finite loss before callbacks run, and before saving the
+    weights are checked too (a finite loss can still produce a NaN update), so a bad step
+    never overwrites the last good checkpoint.
+    """
+
+    def __init__(self, manager, every, total_steps, on_save=None, weights=()):
+        super().__init__()
+        self.weights = list(weights)
+        self.manager = manager
+        self.every = int(every)
+        self.total_steps = int(total_steps)
+        self.on_save = on_save
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.every and step % self.every == 0) or step == self.total_steps:
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights])
+            if not bool(finite):
+                raise NonFiniteLossError(
+                    f"weights became NaN/Inf at step {step}: training stopped. The last "
+                    f"good checkpoint ({self.manager.latest_checkpoint or 'none'}) was not "
+                    f"overwritten; lower the learning rate or check the data, then restart")
+            self.manager.save(checkpoint_number=step)
+            if self.on_save is not None:
+                self.on_save(step)
+
+
+class SampleGrids(keras.callbacks.Callback):
+    """Every `every` steps: samples from each nested sub-model to TensorBoard and PNGs.
+
+    decode_fn(tokens [B, N]) -> images [B, H, W, C] in [0, 1] (the tokenizer); without it
+    token-id maps are shown.
+    """
+
+    def __init__(self, sampler, writer, every, out_dir, factors, class_ids, grid_shape,
+                 decode_fn=None, seed=0):
+        super().__init__()
+        self.grid_shape = tuple(grid_shape)
+        self.sampler = sampler
+        self.writer = writer
+        self.every = int(every)
+        self.out_dir = out_dir
+        self.factors = tuple(factors)
+        self.class_ids = np.asarray(class_ids, np.int32)
+        self.decode_fn = decode_fn
+        self.seed = int(seed)
+
+    def on_train_batch_end(self, step, logs=None):
+        if not self.every or step % self.every:
+            return
+        self.write(step)
+
+    def write(self, step):
+        from PIL import Image
+
+        os.makedirs(self.out_dir, exist_ok=True)
+        model = self.sampler.transformer
+        grid_shape = self.grid_shape
+        for factor in self.factors:
+            tokens = self.sampler.sample(self.class_ids, factor=factor, seed=self.seed).numpy()
+            if self.decode_fn is not None:
+                images = np.asarray(self.decode_fn(tokens.reshape(-1, *grid_shape)))
+                tag = f"samples/p{factor}"
+            else:
+                images = preview.token_images(tokens, grid_shape, model.codebook_size)
+                tag = f"sample_tokens/p{factor}"
+            grid = preview.image_grid(images)
+            with self.writer.as_default(step=step):
+                tf.summary.image(tag, grid[None], step=step)
+            pixels = (grid * 255).round().astype(np.uint8)
+            Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
+                os.path.join(self.out_dir, f"step{step:08d}_p{factor}.png"))
+        self.writer.flush()
+

@@ -1,0 +1,84 @@
+"""Tests for sweep points, the resumable CSV and the FID-GFLOPs plot."""
+import math
+
+import pytest
+
+from magnets_tf.evaluation import sweep
+
+
+def test_compositions_cover_every_split_of_the_steps():
+    points = sweep.composition_points(total=12, min_steps=1)
+    assert len(points) == math.comb(11, 3)  # k_i >= 1 summing to 12
+    assert all(p.steps == 12 and [f for f, _ in p.schedule] == [8, 4, 2, 1] for p in points)
+    assert len({p.key for p in points}) == len(points)
+    with_zeros = sweep.composition_points(total=4, min_steps=0)
+    assert len(with_zeros) == math.comb(7, 3)
+    assert sweep.SweepPoint("compositions", ((8, 0), (4, 4), (2, 0), (1, 0))).schedule_text == "4:4"
+    with pytest.raises(ValueError, match="cannot give"):
+        sweep.composition_points(total=3, min_steps=1)
+
+
+def test_families_and_deduplication():
+    points = sweep.build_points(["baseline", "cache", "scaling", "compositions"], total=12)
+    keys = [p.key for p in points]
+    assert len(keys) == len(set(keys))
+    assert points[0].key == "1:12|cache=0|refresh=model_change"
+    # The default schedule appears in cache, scaling (k=3) and compositions only once.
+    assert keys.count("8:3,4:3,2:3,1:3|cache=1|refresh=model_change") == 1
+    # k=3 of the scaling family is the default schedule, already listed by `cache`.
+    assert {p.steps for p in points if p.family == "scaling"} == {4, 8, 16, 20, 24}
+    cache = [p for p in points if p.family == "cache"]
+    assert {(p.use_cache, p.refresh) for p in cache} == {
+        (False, "model_change"), (True, "model_change"), (True, "every_step"), (True, "never")}
+    assert points[1].plan_kwargs() == dict(model_schedule=((8, 3), (4, 3), (2, 3), (1, 3)),
+                                           num_steps=12, use_cache=False, refresh="model_change")
+    with pytest.raises(ValueError, match="unknown sweep families"):
+        sweep.build_points(["everything"])
+
+
+def _metrics(point):
+    return {"fid": 100.0 / point.steps, "n": 8, "n_reference": 20, "precision": 0.5,
+            "recall": 0.5, "gflops_exact": float(point.steps), "gflops_paper": 1.0,
+            "decode_seconds_per_image": 0.0, "feature_seconds_per_image": 0.0}
+
+
+def test_interrupt_and_resume_without_recomputing(tmp_path):
+    points = sweep.scaling_points((1, 2, 3, 4))
+    csv_path = tmp_path / "sweep.csv"
+    calls = []
+
+    def interrupted_after_two(point):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(point.key)
+        return _metrics(point)
+
+    rows, interrupted = sweep.run_sweep(points, interrupted_after_two, csv_path, progress=False)
+    assert interrupted and len(rows) == 2
+    assert [r["key"] for r in sweep.read_rows(csv_path)] == calls
+
+    resumed = []
+    rows, interrupted = sweep.run_sweep(points, lambda p: resumed.append(p.key) or _metrics(p),
+                                        csv_path, progress=False)
+    assert not interrupted
+    assert resumed == [p.key for p in points[2:]]  # finished points are not recomputed
+    saved = sweep.read_rows(csv_path)
+    assert [r["key"] for r in saved] == [p.key for p in points]
+    assert float(saved[3]["fid"]) == pytest.approx(100.0 / 16)
+    assert not [p for p in tmp_path.iterdir() if p.name != "sweep.csv"]  # no temp files left
+
+
+def test_foreign_csv_is_not_overwritten(tmp_path):
+    path = tmp_path / "sweep.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a sweep CSV"):
+        sweep.run_sweep(sweep.baseline_points(), _metrics, path, progress=False)
+    assert path.read_text() == "a,b\n1,2\n"
+
+
+def test_plot_writes_png(tmp_path):
+    points = sweep.build_points(["baseline", "cache", "scaling"], total=12)
+    rows = [dict(_metrics(p), key=p.key, family=p.family, schedule=p.schedule_text,
+                 cache=int(p.use_cache), refresh=p.refresh) for p in points]
+    path = sweep.plot_sweep(rows, tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

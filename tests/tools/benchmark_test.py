@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_tiny_benchmark_writes_json_and_summary_line(tmp_path):
+    out = tmp_path / "bench.json"
+    result = _run("--preset=tiny", "--grid=4", "--steps=4", "--schedule=8:1,4:1,2:1,1:1",
+                  "--cfg_last=2", "--batch_size=2", "--repeats=1", "--num_classes=10",
+                  "--codebook_size=32", f"--output_json={out}")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == (f"speedup={data['speedup']:.2f} flop_ratio={data['exact_flop_ratio']:.2f} "
+                    f"baseline_efficiency={data['baseline_efficiency']:.2f}")
+    assert data["speedup"] == pytest.approx(data["baseline"]["latency_s"]
+                                            / data["magnets"]["latency_s"])
+    assert data["exact_flop_ratio"] > 1 and data["paper_flop_ratio"] > 1
+    assert data["matmul"]["gflop_per_s"] > 0
+
+
+def test_bad_plan_is_a_usage_error():
+    result = _run("--preset=tiny", "--steps=12", "--schedule=8:3")
+    assert result.returncode != 0 and "covers 3 steps" in result.stderr
+
+
+@pytest.mark.slow
+def test_preset_s_meets_the_performance_targets(tmp_path):
+    out = tmp_path / "bench_S.json"
+    result = _run("--preset=S", "--grid=16", "--steps=12", "--cfg_last=4", "--batch_size=8",
+                  f"--output_json={out}", timeout=3600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert all(t["met"] for t in data["targets"].values()), result.stdout

