@@ -175,15 +175,18 @@ def write_report(out, dataset, budget):
     tokenizer = load(out / "tokenizer" / "metrics.json")
     exports = sorted((out / "export").glob("[0-9]*"), key=lambda p: int(p.name))
     speed = {"maskgit": bench.get("baseline", {}), "magnets": bench.get("magnets", {})}
+    def fmt(value, spec):
+        return "n/a" if value is None else format(value, spec)
+
     rows = []
     for name, label in (("maskgit", "MaskGIT++ (full model, no cache)"),
                         ("magnets", "MaGNeTS (8:3,4:3,2:3,1:3, cache + refresh)")):
         m = evals[name]
-        rows.append(f"| {label} | {m.get('fid', float('nan')):.2f} | "
-                    f"{m.get('inception_score', float('nan')):.2f} | "
-                    f"{m.get('class_accuracy', float('nan')):.1%} | "
-                    f"{m.get('gflops_exact', float('nan')):.3f} | "
-                    f"{speed[name].get('images_per_s', float('nan')):.1f} |")
+        rows.append(f"| {label} | {fmt(m.get('fid'), '.2f')} | "
+                    f"{fmt(m.get('inception_score'), '.2f')} | "
+                    f"{fmt(m.get('class_accuracy'), '.1%')} | "
+                    f"{fmt(m.get('gflops_exact'), '.3f')} | "
+                    f"{fmt(speed[name].get('images_per_s'), '.1f')} |")
     gflops_ratio = (evals["maskgit"].get("gflops_exact", float("nan"))
                     / evals["magnets"].get("gflops_exact", float("nan"))
                     if evals["magnets"].get("gflops_exact") else float("nan"))
@@ -200,9 +203,12 @@ def write_report(out, dataset, budget):
         f"{evals['magnets'].get('n_reference', '?')} test images; 12 steps, guidance on "
         f"the last 4. FID is biased upward at small n: compare rows, not papers.",
         "",
-        "| model | FID | IS | class accuracy | GFLOPs/image (exact) | images/s |",
+        "| model | FID | IS* | class accuracy | GFLOPs/image (exact) | images/s |",
         "| --- | --- | --- | --- | --- | --- |",
         *rows,
+        "",
+        "*IS needs the Inception classifier head, which the offline FID weights lack "
+        "(docs/evaluation.md); it is reported when converted weights include it.",
         "",
         f"Exact GFLOPs ratio {gflops_ratio:.2f}x; measured speedup "
         f"{bench.get('speedup', float('nan')):.2f}x (tools/benchmark.py, same process, "
