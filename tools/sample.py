@@ -6,7 +6,6 @@ With a trained transformer: --model_dir=DIR (transformer_config.json + transform
 as tools/train.py writes them) and optionally --tokenizer_dir=DIR to decode tokens to pixels.
 The plan comes from the flags given here, else from gin (`make_plan.*` bindings).
 """
-import json
 import os
 import sys
 import tempfile
@@ -23,8 +22,8 @@ from magnets_tf.decoding.decoder import Decoder  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
 
-TRANSFORMER_CONFIG = "transformer_config.json"
-TRANSFORMER_WEIGHTS = "transformer.weights.h5"
+from magnets_tf.training.trainer import (  # noqa: E402
+    TRANSFORMER_CONFIG, TRANSFORMER_WEIGHTS, load_transformer)
 
 flags.DEFINE_string("model_dir", None, f"Directory with {TRANSFORMER_CONFIG} + "
                     f"{TRANSFORMER_WEIGHTS}.")
@@ -57,28 +56,6 @@ _PLAN_FLAGS = dict(steps="num_steps", schedule="model_schedule", cfg_last="guida
                    guidance_scale="guidance_scale", refresh="refresh", cache="use_cache",
                    temperature_bias="temperature_bias", temperature_scale="temperature_scale",
                    mask_temperature="mask_temperature")
-
-
-def load_transformer(model_dir):
-    """MaskGitTransformer from transformer_config.json + transformer.weights.h5."""
-    from magnets_tf.models.transformer import MaskGitTransformer
-    config_path = os.path.join(model_dir, TRANSFORMER_CONFIG)
-    weights_path = os.path.join(model_dir, TRANSFORMER_WEIGHTS)
-    for path in (config_path, weights_path):
-        if not os.path.exists(path):
-            raise ValueError(f"{path} not found: --model_dir must hold {TRANSFORMER_CONFIG} and "
-                             f"{TRANSFORMER_WEIGHTS} (written by tools/train.py)")
-    try:
-        with open(config_path) as f:
-            model = MaskGitTransformer.from_config(json.load(f))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
-        raise ValueError(f"bad transformer config {config_path}: {e}") from None
-    model.build()
-    try:
-        model.load_weights(weights_path)
-    except Exception as e:  # h5py/keras raise many types for a corrupt file.
-        raise ValueError(f"cannot load transformer weights {weights_path}: {e}") from None
-    return model
 
 
 def token_map_images(tokens, codebook_size, cell):
