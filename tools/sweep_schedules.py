@@ -23,7 +23,8 @@ flags.DEFINE_string("tokenizer_dir", None, "Trained VQGAN folder (tools/train_to
 flags.DEFINE_string("reference", "fashion_mnist:test", "Reference data set:split.")
 flags.DEFINE_integer("reference_n", None, "Reference images (default: the whole split).")
 flags.DEFINE_list("families", ["baseline", "cache", "scaling", "compositions"],
-                  "Point families: compositions, scaling, cache, baseline.")
+                  "Point families: compositions, scaling, cache, baseline, nested, "
+                  "scale_down.")
 flags.DEFINE_integer("total_steps", 12, "K of the compositions and the baseline.")
 flags.DEFINE_integer("min_steps", 1, "Least steps per nested model in compositions.")
 flags.DEFINE_list("steps_per_model", ["1", "2", "3", "4", "5", "6"],

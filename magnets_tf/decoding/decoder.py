@@ -98,18 +98,34 @@ class Decoder:
         self.jit_compile = bool(jit_compile)
         self.record_steps = bool(record_steps)
         self.trace_log = []  # static pass shapes seen while tracing, for inspection
-        b, n = self.batch_size, plan.num_tokens
-        self._fn = tf.function(self._decode, jit_compile=self.jit_compile, input_signature=[
-            tf.TensorSpec([b, n], tf.int32), tf.TensorSpec([b, n], tf.bool),
-            tf.TensorSpec([b], tf.int32), tf.TensorSpec([2], tf.int32)])
+        self._compiled = {}
+
+    def decode_function(self, with_stats=False):
+        """The compiled decode (tokens, keep, class_ids, seed) -> (tokens [B, N], stats).
+
+        Per-step counters cost a little every step, so they are computed only by the
+        `with_stats=True` function (stats is {} otherwise); each is traced on first use."""
+        with_stats = bool(with_stats or self.record_steps)
+        if with_stats not in self._compiled:
+            b, n = self.batch_size, self.plan.num_tokens
+            self._compiled[with_stats] = tf.function(
+                lambda tokens, keep, class_ids, seed: self._decode(
+                    tokens, keep, class_ids, seed, with_stats),
+                jit_compile=self.jit_compile, input_signature=[
+                    tf.TensorSpec([b, n], tf.int32), tf.TensorSpec([b, n], tf.bool),
+                    tf.TensorSpec([b], tf.int32), tf.TensorSpec([2], tf.int32)])
+        return self._compiled[with_stats]
 
     # Public entry points.
     def generate(self, class_ids, seed, condition_tokens=None):
         """Class-conditional generation; the plan's leading condition tokens are given."""
-        return self.generate_with_stats(class_ids, seed, condition_tokens)[0]
+        return self._generate(class_ids, seed, condition_tokens, with_stats=False)[0]
 
     def generate_with_stats(self, class_ids, seed, condition_tokens=None):
         """(tokens [B, N], per-step stats dict) of a class-conditional decode."""
+        return self._generate(class_ids, seed, condition_tokens, with_stats=True)
+
+    def _generate(self, class_ids, seed, condition_tokens, with_stats):
         b, n, c = self.batch_size, self.plan.num_tokens, self.plan.num_condition_tokens
         tokens = np.zeros([b, n], np.int32)
         keep = np.zeros([b, n], bool)
@@ -125,16 +141,20 @@ class Decoder:
             keep[:, :c] = True
         elif condition_tokens is not None:
             raise ValueError("condition_tokens given but the plan has num_condition_tokens=0")
-        return self._run(tokens, keep, class_ids, seed)
+        return self._run(tokens, keep, class_ids, seed, with_stats)
 
     def edit(self, tokens, keep_mask, class_ids, seed):
         """Regenerates tokens where keep_mask is False; kept tokens are returned unchanged.
 
         Every row of keep_mask [B, N] must keep exactly plan.num_condition_tokens tokens
         (build the plan with `editing_plan`)."""
-        return self.edit_with_stats(tokens, keep_mask, class_ids, seed)[0]
+        return self._edit(tokens, keep_mask, class_ids, seed, with_stats=False)[0]
 
     def edit_with_stats(self, tokens, keep_mask, class_ids, seed):
+        """(tokens [B, N], per-step stats dict) of `edit`."""
+        return self._edit(tokens, keep_mask, class_ids, seed, with_stats=True)
+
+    def _edit(self, tokens, keep_mask, class_ids, seed, with_stats):
         b, n = self.batch_size, self.plan.num_tokens
         tokens = np.asarray(tokens, np.int32).reshape(b, -1)
         keep_mask = np.asarray(keep_mask, bool).reshape(b, -1)
@@ -148,9 +168,9 @@ class Decoder:
                              f"{self.plan.num_condition_tokens} (use editing_plan)")
         if np.any(tokens[keep_mask] < 0) or np.any(tokens[keep_mask] >= self.model.codebook_size):
             raise ValueError(f"kept tokens must be codes in [0, {self.model.codebook_size})")
-        return self._run(tokens, keep_mask, class_ids, seed)
+        return self._run(tokens, keep_mask, class_ids, seed, with_stats)
 
-    def _run(self, tokens, keep, class_ids, seed):
+    def _run(self, tokens, keep, class_ids, seed, with_stats):
         class_ids = np.asarray(class_ids, np.int32).reshape(-1)
         if class_ids.shape != (self.batch_size,):
             raise ValueError(f"class_ids must hold batch_size={self.batch_size} labels, got "
@@ -163,12 +183,13 @@ class Decoder:
         seed = np.asarray(seed, np.int32).reshape(-1)
         if seed.shape != (2,):
             raise ValueError(f"seed must be an int32 pair [2], got shape {seed.shape}")
-        out, stats = self._fn(tf.constant(tokens), tf.constant(keep), tf.constant(class_ids),
-                              tf.constant(seed))
+        fn = self.decode_function(with_stats)
+        out, stats = fn(tf.constant(tokens), tf.constant(keep), tf.constant(class_ids),
+                        tf.constant(seed))
         return out.numpy(), {k: v.numpy() for k, v in stats.items()}
 
     # The compiled decode.
-    def _decode(self, tokens, keep, class_ids, seed):
+    def _decode(self, tokens, keep, class_ids, seed, with_stats):
         model, plan = self.model, self.plan
         b, t = self.batch_size, plan.sequence_length
         mask_id = model.mask_token_id
@@ -215,20 +236,10 @@ class Decoder:
                 self.trace_log.append(("uncond", k, factor, uncond_queries, t, m_in))
 
             # Counters of what this step actually ran (checked against the plan in tests).
-            stats["processed"].append(tf.shape(ids_q)[1])
-            stats["uncond_processed"].append(tf.constant(uncond_queries, tf.int32))
-            stats["logit_positions"].append(tf.shape(logits)[1])
-            stats["step_factor"].append(tf.constant(factor, tf.int32))
-            seen = tf.reduce_max(tf.one_hot(pos_q, t, dtype=tf.int32), axis=1)  # [B, T]
-            stats["distinct_processed"].append(tf.reduce_min(tf.reduce_sum(seen, axis=1)))
-            if prev_masked_positions is None:
-                stats["processed_were_masked"].append(tf.constant(-1, tf.int32))
-            else:
-                hits = tf.reduce_sum(seen * prev_masked_positions, axis=1)
-                stats["processed_were_masked"].append(tf.reduce_min(hits))
-            is_masked = tf.cast(tf.equal(seq, mask_id), tf.int32)  # [B, T] in order
-            prev_masked_positions = tf.reduce_max(
-                tf.one_hot(order, t, dtype=tf.int32) * is_masked[:, :, None], axis=1)
+            if with_stats:
+                prev_masked_positions = self._count_step(
+                    stats, seq, order, ids_q, pos_q, logits, uncond_queries, factor,
+                    prev_masked_positions)
 
             # Sample every masked token; keep the m_out least confident masked.
             sample_seed, mask_seed = sampling.step_seeds(seed, k)
@@ -246,10 +257,30 @@ class Decoder:
             if self.record_steps:
                 steps.append(self._to_grid(seq, order))
 
-        out = {name: tf.stack(values) for name, values in stats.items()}
+        out = {name: tf.stack(values) for name, values in stats.items() if values}
         if self.record_steps:
             out["tokens_per_step"] = tf.stack(steps)
         return self._to_grid(seq, order), out
+
+    def _count_step(self, stats, seq, order, ids_q, pos_q, logits, uncond_queries, factor,
+                    prev_masked_positions):
+        """Appends what one step ran to `stats`; returns the step's masked positions."""
+        t, mask_id = self.plan.sequence_length, self.model.mask_token_id
+        stats["processed"].append(tf.shape(ids_q)[1])
+        stats["uncond_processed"].append(tf.constant(uncond_queries, tf.int32))
+        stats["logit_positions"].append(tf.shape(logits)[1])
+        stats["step_factor"].append(tf.constant(factor, tf.int32))
+        seen = tf.reduce_max(tf.one_hot(pos_q, t, dtype=tf.int32), axis=1)  # [B, T]
+        stats["distinct_processed"].append(tf.reduce_min(tf.reduce_sum(seen, axis=1)))
+        if prev_masked_positions is None:
+            stats["processed_were_masked"].append(tf.constant(-1, tf.int32))
+        else:
+            hits = tf.reduce_sum(seen * prev_masked_positions, axis=1)
+            stats["processed_were_masked"].append(tf.reduce_min(hits))
+        is_masked = tf.cast(tf.equal(seq, mask_id), tf.int32)  # [B, T] in order
+        prev_masked_positions = tf.reduce_max(
+            tf.one_hot(order, t, dtype=tf.int32) * is_masked[:, :, None], axis=1)
+        return prev_masked_positions
 
     def _to_grid(self, seq, order):
         """Natural row-major grid tokens [B, N] from a sequence held in `order`."""
@@ -280,9 +311,12 @@ class Decoder:
                 key = tf.concat([old_k[:, :, :prefix], key], axis=2)
                 value = tf.concat([old_v[:, :, :prefix], value], axis=2)
             new_cache.append((key, value))
-            probs = tf.nn.softmax(tf.matmul(query, key, transpose_b=True), axis=-1)
-            context = tf.reshape(tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3]),
-                                 [b * q, heads * width])
+            # Softmax normalised after the value matmul: one pass less over [Q, T].
+            scores = tf.matmul(query, key, transpose_b=True)
+            weights = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
+            context = tf.matmul(weights, value) * tf.math.reciprocal(
+                tf.reduce_sum(weights, axis=-1, keepdims=True))
+            context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b * q, heads * width])
             attended = tf.matmul(context, layer["out_kernel"]) + layer["out_bias"]
             x = _layer_norm(x + attended, layer["attention_norm"])
             mlp = _gelu(tf.matmul(x, layer["mlp_in"]) + layer["mlp_in_bias"])

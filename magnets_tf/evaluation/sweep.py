@@ -6,7 +6,10 @@ Families of points (paper Figure 7 and its ablations):
 - `scaling`: (8:k, 4:k, 2:k, 1:k) for several k, i.e. scaling the total steps up and down;
 - `cache`: the default schedule with the cache off, refreshed at model changes, at every
   step, or never;
-- `baseline`: the MaskGIT++ counterpart, the full model (p=1) for K steps without cache.
+- `baseline`: the MaskGIT++ counterpart, the full model (p=1) for K steps without cache;
+- `nested`: every nested model alone for K steps without cache (paper Tables 7/8);
+- `scale_down`: schedules that shrink the model over the steps, each next to its scaling-up
+  mirror with the same per-model steps, i.e. the same compute (paper Figure 7b).
 
 Each finished point is one CSV row, rewritten atomically, so a sweep can be interrupted
 (Ctrl-C) at any time and rerun: points already in the CSV are not recomputed.
@@ -20,7 +23,7 @@ import tempfile
 
 import tqdm
 
-FAMILIES = ("compositions", "scaling", "cache", "baseline")
+FAMILIES = ("compositions", "scaling", "cache", "baseline", "nested", "scale_down")
 DEFAULT_SCHEDULE = ((8, 3), (4, 3), (2, 3), (1, 3))
 
 
@@ -81,6 +84,28 @@ def baseline_points(steps=(12,)):
     return [SweepPoint("baseline", ((1, k),), use_cache=False) for k in steps]
 
 
+def nested_points(total=12, factors=(8, 4, 2, 1)):
+    """Each nested model p alone for `total` steps, no cache."""
+    return [SweepPoint("nested", ((p, total),), use_cache=False) for p in factors]
+
+
+def scale_down_points(schedule=DEFAULT_SCHEDULE, total=12):
+    """Scaling-up schedules and their reversed (scaling-down) mirrors, cache + refresh.
+
+    The pairs: `schedule`, and two-model schedules splitting `total` in halves between
+    the largest nested model and the full one, and between p=2 and p=1.
+    """
+    half = total // 2
+    ups = [tuple(schedule)]
+    if half and total % 2 == 0:
+        ups += [((8, half), (1, half)), ((2, half), (1, half))]
+    points = []
+    for up in ups:
+        points.append(SweepPoint("scale_down", up))
+        points.append(SweepPoint("scale_down", tuple(reversed(up))))
+    return points
+
+
 def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5, 6),
                  schedule=DEFAULT_SCHEDULE, factors=(8, 4, 2, 1)):
     """Points of the named families in order, duplicates (same key) dropped."""
@@ -95,6 +120,10 @@ def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5
             points += scaling_points(steps_per_model, factors)
         elif family == "cache":
             points += cache_points(schedule)
+        elif family == "nested":
+            points += nested_points(total, factors)
+        elif family == "scale_down":
+            points += scale_down_points(schedule, total)
         else:
             points += baseline_points((total,))
     seen, unique = set(), []
@@ -176,7 +205,8 @@ def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
 
     png_path = pathlib.Path(png_path)
     fig, ax = plt.subplots(figsize=(7, 5))
-    markers = {"compositions": "o", "scaling": "s", "cache": "^", "baseline": "*"}
+    markers = {"compositions": "o", "scaling": "s", "cache": "^", "baseline": "*",
+               "nested": "D", "scale_down": "v"}
     for family in FAMILIES:
         pts = [r for r in rows if r["family"] == family and r.get("fid") not in (None, "")]
         if not pts:
@@ -185,7 +215,7 @@ def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
         y = [float(r["fid"]) for r in pts]
         ax.scatter(x, y, marker=markers[family], s=90 if family == "baseline" else 30,
                    label=family, alpha=0.8)
-        if family in ("baseline", "scaling", "cache"):
+        if family in ("baseline", "scaling", "cache", "nested", "scale_down"):
             for r, xi, yi in zip(pts, x, y):
                 label = r["schedule"] if family != "cache" else (
                     f"cache={r['cache']} {r['refresh']}")

@@ -168,8 +168,8 @@ class _Endpoints:
     def _tokens(self, class_ids, seed):
         class_ids, seed = self._valid_generate_inputs(class_ids, seed)
         b, n = self.batch_size, self.decoder.plan.num_tokens
-        tokens, _ = self.decoder._fn(tf.zeros([b, n], tf.int32), tf.zeros([b, n], tf.bool),
-                                     class_ids, seed)
+        decode = self.decoder.decode_function(with_stats=False)
+        tokens, _ = decode(tf.zeros([b, n], tf.int32), tf.zeros([b, n], tf.bool), class_ids, seed)
         return tf.reshape(tokens, [b, *self.grid_shape])
 
     def _images(self, tokens):

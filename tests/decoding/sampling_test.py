@@ -28,6 +28,25 @@ def test_temperature_sampling_follows_softmax_and_is_deterministic():
         sampling.sample_tokens(logits, -1.0, tf.constant([3, 4]))
 
 
+@pytest.mark.parametrize("vocab", [7, 64, 1000])
+@pytest.mark.parametrize("jit", [False, True])
+def test_inverse_cdf_sampling_matches_softmax_for_any_vocab(vocab, jit):
+    """Block-padded vocabularies, zero-probability ids and XLA all sample the softmax."""
+    rng = np.random.default_rng(vocab)
+    probs = rng.dirichlet(np.ones(vocab) * 0.5)
+    probs[::3] = 0.0  # impossible ids must never be drawn
+    probs /= probs.sum()
+    with np.errstate(divide="ignore"):
+        logits = tf.constant(np.log(probs)[None].repeat(40000, 0), tf.float32)
+    fn = tf.function(lambda x: sampling.sample_tokens(x, 1.0, tf.constant([5, 6]))[0],
+                     jit_compile=jit)
+    ids = fn(logits).numpy()
+    assert ids.min() >= 0 and ids.max() < vocab
+    freq = np.bincount(ids, minlength=vocab) / len(ids)
+    assert freq[::3].sum() == 0
+    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(probs.max() / len(ids)) + 1e-3)
+
+
 def test_guided_logits_is_equation_4():
     cond, uncond = tf.constant([1.0, 3.0]), tf.constant([2.0, 1.0])
     np.testing.assert_allclose(sampling.guided_logits(cond, uncond, 0.5), [0.5, 4.0])

@@ -36,6 +36,19 @@ def test_families_and_deduplication():
         sweep.build_points(["everything"])
 
 
+def test_nested_and_scale_down_families():
+    points = sweep.build_points(["baseline", "nested", "scale_down"], total=12)
+    nested = [p.schedule_text for p in points if p.family == "nested"]
+    # p=1 alone without cache is the baseline, listed once (under `baseline`).
+    assert nested == ["8:12", "4:12", "2:12"]
+    assert all(not p.use_cache for p in points if p.family == "nested")
+    pairs = [p.schedule_text for p in points if p.family == "scale_down"]
+    assert pairs == ["8:3,4:3,2:3,1:3", "1:3,2:3,4:3,8:3", "8:6,1:6", "1:6,8:6",
+                     "2:6,1:6", "1:6,2:6"]
+    assert all(p.use_cache and p.refresh == "model_change"
+               for p in points if p.family == "scale_down")
+
+
 def _metrics(point):
     return {"fid": 100.0 / point.steps, "n": 8, "n_reference": 20, "precision": 0.5,
             "recall": 0.5, "gflops_exact": float(point.steps), "gflops_paper": 1.0,
