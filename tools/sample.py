@@ -3,8 +3,15 @@ r"""Class-conditional MaGNeTS sampling to a PNG grid (token maps, or images with
 python tools/sample.py --random_init --preset=tiny --grid=8 --num_classes=10 --codebook_size=64 --steps=8 --schedule=8:2,4:2,2:2,1:2 --cfg_last=2 --class_ids=0,1,2,3 --output=/tmp/samples.png
 
 With a trained transformer: --model_dir=DIR (transformer_config.json + transformer.weights.h5,
-as tools/train.py writes them) and optionally --tokenizer_dir=DIR to decode tokens to pixels.
-The plan comes from the flags given here, else from gin (`make_plan.*` bindings).
+as tools/train.py and tools/frame_prediction.py write them) and optionally --tokenizer_dir=DIR
+to decode tokens to pixels. The plan comes from the flags given here, else from gin
+(`make_plan.*` bindings).
+
+Video: with a 3D tokenizer (tools/train_tokenizer.py, VideoTokenizer) each PNG row is one
+clip's frames. A frame-prediction transformer (num_condition_tokens > 0) predicts the rest
+of real clips from their first frames: --condition_data=moving_mnist:test (or
+moving_fashion_mnist / opencv_clips) gives the clips; the first rows of the PNG grid are
+the real clips, then the predictions.
 """
 import os
 import sys
@@ -48,6 +55,8 @@ flags.DEFINE_bool("jit", True, "XLA-compile the decoder (false: debug mode).")
 flags.DEFINE_integer("seed", 0, "Decode seed.")
 flags.DEFINE_integer("cell", 8, "Pixels per token in token-map images.")
 flags.DEFINE_string("output", "samples.png", "PNG grid to write.")
+flags.DEFINE_string("condition_data", None, "dataset:split of clips whose first frames "
+                    "condition a frame-prediction model (e.g. moving_mnist:test).")
 flags.DEFINE_string("output_tokens", None, "Optional .npy of the sampled tokens [S, h, w].")
 flags.DEFINE_multi_string("gin_file", [], "Gin files.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
@@ -75,6 +84,36 @@ def image_grid(images, columns):
         r, q = divmod(i, columns)
         grid[r * (h + 2):r * (h + 2) + h, q * (w + 2):q * (w + 2) + w] = image
     return grid
+
+
+def clip_rows(clips, columns=None):
+    """[S, T, H, W, C] uint8 -> one grid whose row i holds clip i's T frames."""
+    s, t, h, w, c = clips.shape
+    return image_grid(clips.reshape(s * t, h, w, c), columns or t)
+
+
+def condition_clips(spec, tokenizer, count):
+    """(uint8 clips [count, T, H, W, C], labels, tokens [count, N]) of `dataset:split`."""
+    from magnets_tf.data.video import (MOVING_MNIST_SOURCES, moving_mnist_arrays,
+                                       opencv_clip_arrays)
+    name, _, split = spec.partition(":")
+    frames, height, width, channels = tokenizer.video_shape
+    if name in MOVING_MNIST_SOURCES:
+        clips, labels = moving_mnist_arrays(name, split or "test", count, frames,
+                                            (height, width))
+    elif name == "opencv_clips":
+        clips, labels = opencv_clip_arrays(split or "test", frames, height)
+    else:
+        raise ValueError(f"--condition_data {spec!r}: unknown clip set; known: "
+                         f"{sorted(MOVING_MNIST_SOURCES) + ['opencv_clips']}")
+    if len(clips) < count:
+        raise ValueError(f"--condition_data {spec!r} has {len(clips)} clips, {count} needed")
+    clips = np.asarray(clips[:count])
+    if clips.shape[-1] != channels:
+        raise ValueError(f"--condition_data {spec!r} has {clips.shape[-1]}-channel frames; "
+                         f"the tokenizer takes {channels}")
+    tokens = np.asarray(tokenizer.encode(clips.astype(np.float32) / 255.0))
+    return clips, np.asarray(labels[:count], np.int32), tokens.reshape(count, -1)
 
 
 def write_png(path, array):
@@ -122,11 +161,10 @@ def main(argv):
                  if getattr(f, name) is not None}
     try:
         plan = make_plan(num_tokens=model.num_tokens, available_factors=model.factors,
+                         num_condition_tokens=model.num_condition_tokens,
                          **overrides)
     except ValueError as e:
         raise app.UsageError(f"bad decode plan: {e}") from None
-    if plan.num_condition_tokens:
-        raise app.UsageError("tools/sample.py generates without condition tokens")
 
     tokenizer = None
     if f.tokenizer_dir:
@@ -146,9 +184,28 @@ def main(argv):
     else:
         side = int(round(model.num_tokens ** 0.5))
         grid_shape = (side, side) if side * side == model.num_tokens else (1, model.num_tokens)
-    if grid_shape[0] * grid_shape[1] != model.num_tokens:
+    if int(np.prod(grid_shape)) != model.num_tokens:
         raise app.UsageError(f"tokenizer grid {grid_shape} does not hold the transformer's "
                              f"{model.num_tokens} tokens")
+
+    video = tokenizer is not None and hasattr(tokenizer, "video_shape")
+    real_clips, condition = None, None
+    if plan.num_condition_tokens:
+        if not (video and f.condition_data):
+            raise app.UsageError(
+                f"the transformer predicts from {plan.num_condition_tokens} condition tokens: "
+                f"give a video --tokenizer_dir and --condition_data=dataset:split")
+        try:
+            real_clips, labels, clip_tokens = condition_clips(f.condition_data, tokenizer,
+                                                              class_ids.size)
+        except (ValueError, FileNotFoundError) as e:
+            raise app.UsageError(str(e)) from None
+        condition = clip_tokens[:, :plan.num_condition_tokens]
+        if f["class_ids"].using_default_value:
+            class_ids = labels  # the clips' own labels unless classes are given
+    elif f.condition_data:
+        raise app.UsageError("--condition_data needs a frame-prediction transformer "
+                             "(num_condition_tokens > 0)")
 
     print(plan.describe(), flush=True)
     batch = f.batch_size or class_ids.size
@@ -158,7 +215,11 @@ def main(argv):
     for start in tqdm(range(0, class_ids.size, batch), desc="sampling"):
         chunk = class_ids[start:start + batch]
         padded = np.resize(chunk, batch)  # the last batch repeats labels to a full batch
-        tokens = decoder.generate(padded, [f.seed, start])
+        cond = None
+        if condition is not None:
+            cond = np.resize(condition[start:start + batch],
+                             (batch, plan.num_condition_tokens))
+        tokens = decoder.generate(padded, [f.seed, start], condition_tokens=cond)
         samples.append(tokens[:chunk.size])
     tokens = np.concatenate(samples).reshape(-1, *grid_shape)
     if tokenizer is not None:
@@ -166,8 +227,12 @@ def main(argv):
         images = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
     else:
         images = token_map_images(tokens, model.codebook_size, f.cell)
-    columns = int(np.ceil(np.sqrt(len(images))))
-    write_png(f.output, image_grid(images, columns))
+    if video:
+        grid = clip_rows(images if real_clips is None else
+                         np.concatenate([real_clips, images]))
+    else:
+        grid = image_grid(images, int(np.ceil(np.sqrt(len(images)))))
+    write_png(f.output, grid)
     if f.output_tokens:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(f.output_tokens)),
                                    suffix=".npy")

@@ -14,7 +14,6 @@ decode time and the check that condition tokens came back unchanged.
 This is the small frame-prediction entry of the video work; the general transformer
 trainer lives in training/trainer.py.
 """
-import json
 import math
 import os
 import time
@@ -25,8 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-CONFIG_FILE = "transformer_config.json"
-WEIGHTS_FILE = "transformer.weights.h5"
+from magnets_tf.training import trainer as trainer_lib
 
 
 def condition_aware_mask(batch_size, num_tokens, num_condition_tokens, seed):
@@ -147,33 +145,10 @@ class FramePredictionTrainer:
         save_transformer(self.model, self.model_dir)
 
 
-def save_transformer(model, model_dir):
-    os.makedirs(model_dir, exist_ok=True)
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
-    with open(config_path + ".tmp", "w") as f:
-        json.dump(model.get_config(), f, indent=2)
-    tmp_weights = weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(tmp_weights)
-    os.replace(tmp_weights, weights_path)
-    os.replace(config_path + ".tmp", config_path)
-
-
-def load_transformer(model_dir):
-    """The transformer saved by `save_transformer` in model_dir; clear errors."""
-    from magnets_tf.models.transformer import MaskGitTransformer
-
-    config_path = os.path.join(str(model_dir), CONFIG_FILE)
-    weights_path = os.path.join(str(model_dir), WEIGHTS_FILE)
-    for path in (config_path, weights_path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} not found: {model_dir} holds no trained "
-                                    f"frame-prediction transformer")
-    with open(config_path) as f:
-        model = MaskGitTransformer.from_config(json.load(f))
-    model.build()
-    model.load_weights(weights_path)
-    return model
+# One on-disk format for every transformer (image or video): tools/sample.py,
+# tools/evaluate.py and tools/export.py load frame-prediction models like any other.
+save_transformer = trainer_lib.save_transformer
+load_transformer = trainer_lib.load_transformer
 
 
 def psnr(mse):

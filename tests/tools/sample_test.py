@@ -40,3 +40,50 @@ def test_bad_inputs_are_clear_errors(tmp_path):
                   "--steps=4", "--schedule=8:3", f"--output={tmp_path / 'x.png'}")
     assert result.returncode != 0 and "covers 3 steps" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def _video_dirs(tmp_path, condition_tokens):
+    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    from magnets_tf.training.tokenizer_trainer import save_tokenizer
+    from magnets_tf.training.trainer import save_transformer
+
+    tokenizer = VideoTokenizer(video_shape=(4, 32, 32, 1), filters=8,
+                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
+                               temporal_downsample=(True, False),
+                               spatial_downsample=(True, True), embedding_dim=4,
+                               codebook_size=16, norm_groups=4)
+    tokenizer.build()
+    save_tokenizer(tokenizer, str(tmp_path / "tok"))
+    model = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=2 * 8 * 8,
+                              num_condition_tokens=condition_tokens)
+    save_transformer(model, str(tmp_path / "tr"))
+    return tmp_path / "tok", tmp_path / "tr", tokenizer
+
+
+def test_video_frame_prediction_keeps_the_real_first_frames(tmp_path):
+    tok_dir, tr_dir, tokenizer = _video_dirs(tmp_path, condition_tokens=64)
+    out = tmp_path / "clips.png"
+    result = _run(f"--model_dir={tr_dir}", f"--tokenizer_dir={tok_dir}",
+                  "--condition_data=moving_mnist:test", "--steps=4", "--schedule=2:2,1:2",
+                  "--cfg_last=0", "--class_ids=0,0,0", "--nojit", f"--output={out}",
+                  f"--output_tokens={tmp_path / 't.npy'}")
+    assert result.returncode == 0, result.stderr
+    from magnets_tf.data.video import moving_mnist_arrays
+    clips, _ = moving_mnist_arrays("moving_mnist", "test", 3, 4, (32, 32))
+    real = np.asarray(tokenizer.encode(clips.astype(np.float32) / 255.0)).reshape(3, -1)
+    tokens = np.load(tmp_path / "t.npy")
+    assert tokens.shape == (3, 2, 8, 8)
+    np.testing.assert_array_equal(tokens.reshape(3, -1)[:, :64], real[:, :64])
+    # Rows: 3 real clips, then 3 predictions; columns: the 4 frames.
+    assert np.asarray(Image.open(out)).shape == (6 * (32 + 2), 4 * (32 + 2))
+
+
+def test_video_generation_needs_condition_data_when_the_model_predicts(tmp_path):
+    tok_dir, tr_dir, _ = _video_dirs(tmp_path, condition_tokens=64)
+    result = _run(f"--model_dir={tr_dir}", f"--tokenizer_dir={tok_dir}", "--steps=4",
+                  "--schedule=1:4", "--cfg_last=0", f"--output={tmp_path / 'x.png'}")
+    assert result.returncode != 0 and "--condition_data" in result.stderr
+    result = _run(f"--model_dir={tr_dir}", f"--tokenizer_dir={tok_dir}", "--steps=4",
+                  "--schedule=1:4", "--cfg_last=0", "--condition_data=nothing:test",
+                  f"--output={tmp_path / 'x.png'}")
+    assert result.returncode != 0 and "unknown clip set" in result.stderr
