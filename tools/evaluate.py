@@ -7,6 +7,12 @@ python tools/evaluate.py --model_dir=/tmp/fmnist/transformer --tokenizer_dir=/tm
 Plan settings not given as flags come from --gin_file/--gin_bindings (make_plan.*).
 Writes output_dir/metrics.json (FID, precision/recall, IS when the classifier weights are
 converted, exact and paper GFLOPs/image, n and the small-sample note) and samples.png.
+
+Video models (a 3D --tokenizer_dir) are scored on clips of --reference (moving_mnist,
+moving_fashion_mnist, opencv_clips): FVD with the features it names (per-frame FID
+Inception averaged over time offline; I3D from --i3d_path), and for frame prediction
+(num_condition_tokens > 0) also per-frame MSE/PSNR of the predicted frames; samples.png
+holds one clip per row.
 """
 import json
 import os
@@ -19,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app, flags  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
+import numpy as np  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained transformer folder (tools/train.py output).")
 flags.DEFINE_string("tokenizer_dir", None, "Trained VQGAN folder (tools/train_tokenizer.py).")
@@ -36,6 +43,8 @@ flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance scale.")
 flags.DEFINE_integer("cfg_last", None, "Guidance on the last G steps.")
 flags.DEFINE_string("classifier_dir", None, "Optional class-accuracy classifier "
                     "(tools/train_classifier.py) to report class_accuracy.")
+flags.DEFINE_string("i3d_path", None, "Video models: I3D SavedModel for standard FVD "
+                    "(default: per-frame FID Inception features, named in the output).")
 flags.DEFINE_string("fid_weights", None, "Converted FID Inception weights (default: cache).")
 flags.DEFINE_string("cache_dir", None, "Cache folder (default $MAGNETS_TF_CACHE or "
                     "~/.cache/magnets_tf).")
@@ -90,6 +99,8 @@ def main(argv):
     print(plan.describe())
     extractor = InceptionFeatureExtractor(weights_path=FLAGS.fid_weights,
                                           cache_dir=FLAGS.cache_dir)
+    if hasattr(decode_fn.tokenizer, "video_shape"):
+        return evaluate_video(model, plan, decode_fn, extractor, dataset, split)
     try:
         reference = fid.reference_statistics(dataset, split, extractor, n=FLAGS.reference_n,
                                              cache_dir=FLAGS.cache_dir)
@@ -118,6 +129,69 @@ def main(argv):
           f"recall {metrics['recall']:.3f}  GFLOPs/image exact {metrics['gflops_exact']:.3f} "
           f"paper {metrics['gflops_paper']:.3f}"
           + (f"  class accuracy {metrics['class_accuracy']:.3f}" if classify else ""))
+    print(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+
+
+def evaluate_video(model, plan, decode_fn, extractor, dataset, split):
+    """metrics.json + clip grid of a video model (generation or frame prediction)."""
+    from magnets_tf.data.video import MOVING_MNIST_SOURCES, moving_mnist_arrays
+    from magnets_tf.data.video import opencv_clip_arrays
+    from magnets_tf.evaluation import fvd, generation
+    from magnets_tf.training import frame_prediction
+
+    tokenizer = decode_fn.tokenizer
+    frames, height, width, _ = tokenizer.video_shape
+    n = FLAGS.num_samples
+    try:
+        if dataset in MOVING_MNIST_SOURCES:
+            clips, labels = moving_mnist_arrays(dataset, split, n, frames, (height, width))
+        elif dataset == "opencv_clips":
+            clips, labels = opencv_clip_arrays(split, frames, height)
+        else:
+            raise ValueError(f"unknown clip set {dataset!r}; known: "
+                             f"{sorted(MOVING_MNIST_SOURCES) + ['opencv_clips']}")
+    except (ValueError, OSError) as e:
+        raise app.UsageError(f"--reference {FLAGS.reference}: {e}") from None
+    clips = clips[:n].astype(np.float32) / 255.0
+    labels = np.asarray(labels[:n], np.int32) % model.num_classes
+    network = (fvd.I3DFeatures(FLAGS.i3d_path) if FLAGS.i3d_path
+               else fvd.InceptionFrameFeatures(extractor))
+    out = Path(FLAGS.output_dir)
+    if plan.num_condition_tokens:
+        t, h, w = tokenizer.grid_shape
+        condition_frames = plan.num_condition_tokens // (h * w) * (frames // t)
+        batch = min(FLAGS.batch_size, len(clips))
+        usable = len(clips) // batch * batch
+        if usable == 0:
+            raise app.UsageError(f"--reference {FLAGS.reference} has no clips")
+        results, videos = frame_prediction.evaluate_frame_prediction(
+            model, tokenizer, clips[:usable], labels[:usable], {"plan": plan}, batch,
+            condition_frames, fvd_network=network, seed=FLAGS.seed, repeats=1,
+            jit_compile=FLAGS.jit_compile)
+        metrics = dict(results.pop("plan"), task="frame_prediction",
+                       condition_frames=condition_frames, **results)
+        shown = np.concatenate([clips[:4], videos["plan"][:4]])
+    else:
+        generated = np.concatenate(list(generation.generate_images(
+            model, plan, decode_fn, n, FLAGS.batch_size, FLAGS.seed, FLAGS.jit_compile)))
+        metrics = dict(task="generation", num_clips=len(generated),
+                       fvd=fvd.fvd_from_features(fvd.video_features(network, clips),
+                                                 fvd.video_features(network, generated),
+                                                 network.name))
+        shown = generated[:8]
+    metrics.update(generation.plan_gflops(model, plan), reference=FLAGS.reference,
+                   model_dir=FLAGS.model_dir, clip_shape=list(tokenizer.video_shape),
+                   schedule=",".join(f"{p}:{k}" for p, k in plan.model_schedule),
+                   steps=plan.num_steps, cache=plan.use_cache, seed=FLAGS.seed)
+    write_json(out / "metrics.json", metrics)
+    rows = np.clip(shown, 0, 1)
+    s, t = rows.shape[:2]
+    generation.save_image_grid(rows.reshape(s * t, *rows.shape[2:]), out / "samples.png",
+                               columns=t)
+    fvd_result = metrics["fvd"]
+    print(f"FVD {fvd_result['fvd']:.2f} ({fvd_result['features']}, n={fvd_result['n_generated']})"
+          + (f"  PSNR {metrics['psnr_db']:.2f} dB" if "psnr_db" in metrics else "")
+          + f"  GFLOPs/clip exact {metrics['gflops_exact']:.3f}")
     print(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
 
 

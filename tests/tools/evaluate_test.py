@@ -100,3 +100,45 @@ def test_gin_bindings_reach_the_plan(checkpoints, tmp_path):
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["schedule"] == "8:1,1:2" and metrics["steps"] == 3
+
+
+@pytest.fixture(scope="module")
+def video_checkpoints(tmp_path_factory):
+    """A random 3D tokenizer for 4 x 32 x 32 clips and a frame-prediction transformer."""
+    from magnets_tf.models.presets import build_transformer
+    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    from magnets_tf.training.tokenizer_trainer import save_tokenizer
+    from magnets_tf.training.trainer import save_transformer
+    root = tmp_path_factory.mktemp("video")
+    tokenizer = VideoTokenizer(video_shape=(4, 32, 32, 1), filters=8,
+                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
+                               temporal_downsample=(True, False),
+                               spatial_downsample=(True, True), embedding_dim=4,
+                               codebook_size=16, norm_groups=4)
+    tokenizer.build()
+    save_tokenizer(tokenizer, str(root / "tokenizer"))
+    for name, condition in (("predict", 64), ("generate", 0)):
+        save_transformer(build_transformer("tiny", codebook_size=16, num_classes=10,
+                                           num_tokens=128, num_condition_tokens=condition),
+                         str(root / name))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
+@pytest.mark.parametrize("task", ["predict", "generate"])
+def test_evaluate_video_models(video_checkpoints, task, tmp_path):
+    out = _run("evaluate.py", f"--model_dir={video_checkpoints / task}",
+               f"--tokenizer_dir={video_checkpoints / 'tokenizer'}",
+               "--reference=moving_mnist:test", "--num_samples=4", "--batch_size=2",
+               "--jit_compile=false", "--steps=4", "--schedule=2:2,1:2", "--cfg_last=0",
+               f"--output_dir={tmp_path / 'eval'}")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["fvd"]["features"] == "fid_inception_pool3_frame_mean"
+    assert metrics["gflops_exact"] > 0 and (tmp_path / "eval" / "samples.png").exists()
+    if task == "predict":
+        assert metrics["task"] == "frame_prediction" and metrics["condition_frames"] == 2
+        assert metrics["condition_tokens_unchanged"] and "psnr_db" in metrics
+    else:
+        assert metrics["task"] == "generation" and metrics["fvd"]["n_generated"] == 4
