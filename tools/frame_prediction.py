@@ -49,11 +49,6 @@ flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
 
 
-def _tokens(tokenizer, videos, batch=32):
-    return np.concatenate([tokenizer.encode(videos[i:i + batch].astype(np.float32) / 255.0)
-                           .numpy() for i in range(0, len(videos), batch)])
-
-
 def _save_grid(path, clips, rows):
     from PIL import Image
 
@@ -94,7 +89,9 @@ def main(argv):
     if FLAGS.train:
         videos, labels = moving_mnist_arrays(FLAGS.dataset, "train", FLAGS.num_train_videos,
                                              frames, (height, width), seed=0)
-        train_tokens = _tokens(tokenizer, videos).reshape(len(videos), -1)
+        train_tokens = frame_prediction.clip_tokens(
+            tokenizer, videos.astype(np.float32) / 255.0, FLAGS.condition_frames,
+            condition_tokens)
         model = build_transformer(codebook_size=tokenizer.codebook_size, num_classes=10,
                                   num_tokens=t * h * w, num_condition_tokens=condition_tokens)
         trainer = frame_prediction.FramePredictionTrainer(model, FLAGS.model_dir)

@@ -92,8 +92,11 @@ def clip_rows(clips, columns=None):
     return image_grid(clips.reshape(s * t, h, w, c), columns or t)
 
 
-def condition_clips(spec, tokenizer, count):
-    """(uint8 clips [count, T, H, W, C], labels, tokens [count, N]) of `dataset:split`."""
+def condition_clips(spec, tokenizer, count, num_condition_tokens):
+    """(uint8 clips [count, T, H, W, C], labels, condition tokens) of `dataset:split`.
+
+    The condition tokens encode the clips with their future frames hidden."""
+    from magnets_tf.training.frame_prediction import hold_last_condition_frame
     from magnets_tf.data.video import (MOVING_MNIST_SOURCES, moving_mnist_arrays,
                                        opencv_clip_arrays)
     name, _, split = spec.partition(":")
@@ -112,8 +115,11 @@ def condition_clips(spec, tokenizer, count):
     if clips.shape[-1] != channels:
         raise ValueError(f"--condition_data {spec!r} has {clips.shape[-1]}-channel frames; "
                          f"the tokenizer takes {channels}")
-    tokens = np.asarray(tokenizer.encode(clips.astype(np.float32) / 255.0))
-    return clips, np.asarray(labels[:count], np.int32), tokens.reshape(count, -1)
+    t, h, w = tokenizer.grid_shape
+    condition_frames = -(-num_condition_tokens // (h * w)) * (frames // t)
+    held = hold_last_condition_frame(clips.astype(np.float32) / 255.0, condition_frames)
+    tokens = np.asarray(tokenizer.encode(held)).reshape(count, -1)
+    return clips, np.asarray(labels[:count], np.int32), tokens[:, :num_condition_tokens]
 
 
 def write_png(path, array):
@@ -196,11 +202,10 @@ def main(argv):
                 f"the transformer predicts from {plan.num_condition_tokens} condition tokens: "
                 f"give a video --tokenizer_dir and --condition_data=dataset:split")
         try:
-            real_clips, labels, clip_tokens = condition_clips(f.condition_data, tokenizer,
-                                                              class_ids.size)
+            real_clips, labels, condition = condition_clips(
+                f.condition_data, tokenizer, class_ids.size, plan.num_condition_tokens)
         except (ValueError, FileNotFoundError) as e:
             raise app.UsageError(str(e)) from None
-        condition = clip_tokens[:, :plan.num_condition_tokens]
         if f["class_ids"].using_default_value:
             class_ids = labels  # the clips' own labels unless classes are given
     elif f.condition_data:

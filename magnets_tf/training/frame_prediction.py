@@ -151,6 +151,35 @@ save_transformer = trainer_lib.save_transformer
 load_transformer = trainer_lib.load_transformer
 
 
+def hold_last_condition_frame(clips, condition_frames):
+    """Clips whose frames after the condition are the last condition frame repeated.
+
+    A 3D-conv tokenizer's first latent frames see later input frames through the
+    temporal receptive field; encoding the real clip would leak the future into the
+    condition tokens. MAGVIT's protocol: pad the condition with its last frame."""
+    clips = np.asarray(clips)
+    held = np.repeat(clips[:, condition_frames - 1:condition_frames],
+                     clips.shape[1] - condition_frames, axis=1)
+    return np.concatenate([clips[:, :condition_frames], held], axis=1)
+
+
+def clip_tokens(tokenizer, clips, condition_frames, num_condition_tokens, batch_size=32):
+    """Flat tokens [N, t*h*w] of float clips in [0, 1] for frame prediction.
+
+    The first `num_condition_tokens` come from the clip with its future frames hidden
+    (`hold_last_condition_frame`), the rest (targets) from the real clip."""
+    clips = np.asarray(clips, np.float32)
+    held = hold_last_condition_frame(clips, condition_frames)
+
+    def encode(x):
+        return np.concatenate([np.asarray(tokenizer.encode(x[i:i + batch_size]))
+                               for i in range(0, len(x), batch_size)]).reshape(len(x), -1)
+
+    tokens = encode(clips)
+    tokens[:, :num_condition_tokens] = encode(held)[:, :num_condition_tokens]
+    return tokens
+
+
 def psnr(mse):
     return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
 
@@ -181,8 +210,8 @@ def evaluate_frame_prediction(model, tokenizer, clips, class_ids, plans, batch_s
     clips = np.asarray(clips, np.float32)
     n = (len(clips) // batch_size) * batch_size
     clips, class_ids = clips[:n], np.asarray(class_ids, np.int32)[:n]
-    tokens = np.concatenate([tokenizer.encode(clips[i:i + batch_size]).numpy()
-                             for i in range(0, n, batch_size)]).reshape(n, -1)
+    c = next(iter(plans.values())).num_condition_tokens
+    tokens = clip_tokens(tokenizer, clips, condition_frames, c, batch_size)
     recon = np.concatenate([tokenizer.decode(tokens[i:i + batch_size]).numpy()
                             for i in range(0, n, batch_size)])
     future = clips[:, condition_frames:]

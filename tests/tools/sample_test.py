@@ -69,8 +69,11 @@ def test_video_frame_prediction_keeps_the_real_first_frames(tmp_path):
                   f"--output_tokens={tmp_path / 't.npy'}")
     assert result.returncode == 0, result.stderr
     from magnets_tf.data.video import moving_mnist_arrays
+    from magnets_tf.training.frame_prediction import hold_last_condition_frame
     clips, _ = moving_mnist_arrays("moving_mnist", "test", 3, 4, (32, 32))
-    real = np.asarray(tokenizer.encode(clips.astype(np.float32) / 255.0)).reshape(3, -1)
+    # Condition tokens see only the first 2 frames (the rest hold frame 2).
+    held = hold_last_condition_frame(clips.astype(np.float32) / 255.0, 2)
+    real = np.asarray(tokenizer.encode(held)).reshape(3, -1)
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (3, 2, 8, 8)
     np.testing.assert_array_equal(tokens.reshape(3, -1)[:, :64], real[:, :64])

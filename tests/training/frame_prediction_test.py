@@ -99,3 +99,25 @@ def test_evaluate_frame_prediction_end_to_end(model):
         assert len(r["mse_per_future_frame"]) == 2 and np.isfinite(r["psnr_db"])
         assert videos[name].shape == (4, 4, 8, 8, 1)
     assert "tokenizer_reconstruction" in results and "copy_last_condition_frame" in results
+
+
+def test_condition_tokens_do_not_see_the_future():
+    """Changing frames after the condition leaves the condition tokens unchanged."""
+    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    tokenizer = VideoTokenizer(video_shape=(4, 8, 8, 1), filters=8,
+                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
+                               temporal_downsample=(True, False),
+                               spatial_downsample=(False, True), embedding_dim=4,
+                               codebook_size=16, norm_groups=4)
+    rng = np.random.default_rng(0)
+    clips = rng.uniform(size=[3, 4, 8, 8, 1]).astype(np.float32)
+    other_future = clips.copy()
+    other_future[:, 2:] = rng.uniform(size=[3, 2, 8, 8, 1])
+    a = fp.clip_tokens(tokenizer, clips, condition_frames=2, num_condition_tokens=16)
+    b = fp.clip_tokens(tokenizer, other_future, condition_frames=2, num_condition_tokens=16)
+    np.testing.assert_array_equal(a[:, :16], b[:, :16])
+    held = fp.hold_last_condition_frame(clips, 2)
+    np.testing.assert_array_equal(held[:, 3], clips[:, 1])
+    # The targets are the real clip's tokens.
+    full = np.asarray(tokenizer.encode(clips)).reshape(3, -1)
+    np.testing.assert_array_equal(a[:, 16:], full[:, 16:])
