@@ -6,7 +6,8 @@ python tools/export.py --preset=tiny --random_init --export_base=/tmp/serving/ma
 Writes EXPORT_BASE/<next integer version>/ (never overwrites one; see
 magnets_tf/export/saved_model.py and docs/serving.md) and prints that directory as the
 last line. The decode plan comes from --steps/--schedule/--cfg_last/--guidance_scale and
-`make_plan.*` gin bindings.
+`make_plan.*` gin bindings. Video: a 3D --tokenizer_dir exports clip generation; a
+frame-prediction transformer (tools/frame_prediction.py) adds the `clips` input.
 """
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.export.saved_model import export_saved_model  # noqa: E402
@@ -95,16 +97,17 @@ def main(argv):
                   f"{f.vqgan_config!r} (trial export; images are noise)", flush=True)
         else:
             raise app.UsageError("--tokenizer_dir is required with --transformer_dir")
-        h, w = tokenizer.grid_shape
+        num_tokens = int(np.prod(tokenizer.grid_shape))  # h*w, or t*h*w for video
         if f.random_init:
             transformer = build_transformer(f.preset, codebook_size=tokenizer.codebook_size,
-                                            num_classes=f.num_classes, num_tokens=h * w)
+                                            num_classes=f.num_classes, num_tokens=num_tokens)
             print(f"transformer: RANDOM-INIT preset {f.preset!r}, {f.num_classes} classes",
                   flush=True)
         else:
             transformer = load_transformer(f.transformer_dir)
             print(f"transformer: {f.transformer_dir}", flush=True)
         plan = make_plan(num_tokens=transformer.num_tokens,
+                         num_condition_tokens=transformer.num_condition_tokens,
                          available_factors=transformer.factors, **_plan_kwargs(f))
     except (FileNotFoundError, ValueError) as e:
         raise app.UsageError(str(e)) from None

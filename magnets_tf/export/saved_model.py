@@ -19,6 +19,10 @@ every other B the suffix `_b<B>`, e.g. `serving_default_b8`):
   generate_tokens   class_ids, seed -> tokens
   decode_tokens     tokens int32 [B, h, w] -> images uint8 [B, H, W, C]
   encode_images     images uint8 [B, H, W, C] -> tokens int32 [B, h, w]
+Video tokenizers: samples are clips, images uint8 [B, T, H, W, C] and tokens [B, t, h, w].
+A frame-prediction plan (condition tokens = whole latent frames) adds the input
+`clips` uint8 [B, T, H, W, C] to serving_default and generate_tokens: its first frames
+are encoded (later frames hidden, as in training) and kept; the rest is generated.
 Inputs are declared with an unknown leading dimension and checked inside the graph, so a
 wrong batch, a seed that is not an int32 pair, a class id outside [0, num_classes) or a
 code outside [0, codebook_size) fails with InvalidArgument and a message naming it, in
@@ -30,6 +34,7 @@ model server (which only loads integer-named directories) never sees a partial v
 """
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -101,23 +106,47 @@ def plan_record(plan, transformer, tokenizer, batch_sizes, default_batch_size, j
         num_classes=transformer.num_classes,
         codebook_size=transformer.codebook_size,
         grid_shape=list(tokenizer.grid_shape),
-        image_shape=list(tokenizer.image_shape),
+        image_shape=list(_sample_shape(tokenizer)),
+        condition_frames=_condition_frames(tokenizer, plan),
         transformer_config=transformer.get_config(),
         tokenizer_config=tokenizer.get_config(),
     )
 
 
+def _is_video(tokenizer):
+    return hasattr(tokenizer, "video_shape")
+
+
+def _sample_shape(tokenizer):
+    """What one sample is: an image [H, W, C] or a clip [T, H, W, C]."""
+    return tuple(tokenizer.video_shape if _is_video(tokenizer) else tokenizer.image_shape)
+
+
+def _condition_frames(tokenizer, plan):
+    """Frames of a clip that condition a frame-prediction plan (0: generation)."""
+    if not plan.num_condition_tokens:
+        return 0
+    t, h, w = tokenizer.grid_shape
+    return plan.num_condition_tokens // (h * w) * (tokenizer.video_shape[0] // t)
+
+
 def _check_compatible(transformer, tokenizer, plan):
-    h, w = tokenizer.grid_shape
-    if transformer.num_tokens != h * w:
+    grid = tuple(tokenizer.grid_shape)
+    if transformer.num_tokens != math.prod(grid):
         raise ValueError(f"the transformer generates {transformer.num_tokens} tokens but the "
-                         f"tokenizer grid is {h}x{w}={h * w}")
+                         f"tokenizer grid is {'x'.join(map(str, grid))}={math.prod(grid)}")
     if transformer.codebook_size != tokenizer.codebook_size:
         raise ValueError(f"transformer codebook_size={transformer.codebook_size} differs from "
                          f"the tokenizer's {tokenizer.codebook_size}")
-    if transformer.num_condition_tokens or plan.num_condition_tokens:
-        raise ValueError("class-conditional image export needs a plan and model without "
-                         "condition tokens (num_condition_tokens=0)")
+    if transformer.num_condition_tokens != plan.num_condition_tokens:
+        raise ValueError(f"the plan has {plan.num_condition_tokens} condition tokens, the "
+                         f"transformer {transformer.num_condition_tokens}")
+    if plan.num_condition_tokens:
+        frame_tokens = math.prod(grid[1:])
+        if not _is_video(tokenizer) or plan.num_condition_tokens % frame_tokens:
+            raise ValueError(f"condition tokens ({plan.num_condition_tokens}) must be whole "
+                             f"latent frames of a video tokenizer (frame prediction); "
+                             f"image export needs num_condition_tokens=0")
     if transformer.num_classes <= 0:
         raise ValueError("the transformer has no classes: nothing to condition on")
 
@@ -143,7 +172,8 @@ class _Endpoints:
         self.num_classes = model.num_classes
         self.codebook_size = model.codebook_size
         self.grid_shape = tuple(tokenizer.grid_shape)
-        self.image_shape = tuple(tokenizer.image_shape)
+        self.image_shape = _sample_shape(tokenizer)
+        self.condition_frames = _condition_frames(tokenizer, decoder.plan)
 
     def _check_batch(self, tensor, name):
         return tf.debugging.assert_equal(
@@ -165,30 +195,57 @@ class _Endpoints:
         with tf.control_dependencies(checks):
             return _static_batch(class_ids, self.batch_size), _static_batch(seed, 2)
 
-    def _tokens(self, class_ids, seed):
+    def _tokens(self, class_ids, seed, clips=None):
         class_ids, seed = self._valid_generate_inputs(class_ids, seed)
         b, n = self.batch_size, self.decoder.plan.num_tokens
+        given = tf.zeros([b, n], tf.int32)
+        keep = tf.zeros([b, n], tf.bool)
+        if self.condition_frames:
+            c = self.decoder.plan.num_condition_tokens
+            given = tf.concat([self._condition_tokens(clips), given[:, c:]], axis=1)
+            keep = tf.concat([tf.ones([b, c], tf.bool), keep[:, c:]], axis=1)
         decode = self.decoder.decode_function(with_stats=False)
-        tokens, _ = decode(tf.zeros([b, n], tf.int32), tf.zeros([b, n], tf.bool), class_ids, seed)
+        tokens, _ = decode(given, keep, class_ids, seed)
         return tf.reshape(tokens, [b, *self.grid_shape])
+
+    def _valid_samples(self, samples, name):
+        checks = [
+            self._check_batch(samples, name),
+            tf.debugging.assert_equal(
+                tf.shape(samples)[1:], tf.constant(self.image_shape),
+                message=f"{name} must be uint8 [B, {', '.join(map(str, self.image_shape))}]"),
+        ]
+        with tf.control_dependencies(checks):
+            return _static_batch(samples, self.batch_size)
+
+    def _condition_tokens(self, clips):
+        """Tokens of the condition frames, encoded with the future frames hidden (the
+        last condition frame repeated, as in training)."""
+        clips = tf.cast(self._valid_samples(clips, "clips"), tf.float32) / 255.0
+        f, total = self.condition_frames, self.image_shape[0]
+        held = tf.concat([clips[:, :f], tf.repeat(clips[:, f - 1:f], total - f, axis=1)],
+                         axis=1)
+        tokens = tf.reshape(tf.cast(self.tokenizer.encode(held), tf.int32),
+                            [self.batch_size, -1])
+        return tokens[:, :self.decoder.plan.num_condition_tokens]
 
     def _images(self, tokens):
         images = self.tokenizer.decode(tokens)
         return tf.cast(tf.round(images * 255.0), tf.uint8)
 
-    def serving_default(self, class_ids, seed):
-        tokens = self._tokens(class_ids, seed)
+    def serving_default(self, class_ids, seed, clips=None):
+        tokens = self._tokens(class_ids, seed, clips)
         return {"tokens": tokens, "images": self._images(tokens)}
 
-    def generate_tokens(self, class_ids, seed):
-        return {"tokens": self._tokens(class_ids, seed)}
+    def generate_tokens(self, class_ids, seed, clips=None):
+        return {"tokens": self._tokens(class_ids, seed, clips)}
 
     def decode_tokens(self, tokens):
-        h, w = self.grid_shape
+        grid = ", ".join(map(str, self.grid_shape))
         checks = [
             self._check_batch(tokens, "tokens"),
-            tf.debugging.assert_equal(tf.shape(tokens)[1:], tf.constant([h, w]),
-                                      message=f"tokens must have shape [B, {h}, {w}]"),
+            tf.debugging.assert_equal(tf.shape(tokens)[1:], tf.constant(self.grid_shape),
+                                      message=f"tokens must have shape [B, {grid}]"),
             tf.debugging.assert_greater_equal(
                 tokens, 0, message=f"tokens must be codes in [0, {self.codebook_size})"),
             tf.debugging.assert_less(
@@ -200,32 +257,30 @@ class _Endpoints:
         return {"images": self._images(tokens)}
 
     def encode_images(self, images):
-        checks = [
-            self._check_batch(images, "images"),
-            tf.debugging.assert_equal(
-                tf.shape(images)[1:], tf.constant(self.image_shape),
-                message=f"images must be uint8 [B, {', '.join(map(str, self.image_shape))}]"),
-        ]
-        with tf.control_dependencies(checks):
-            images = _static_batch(images, self.batch_size)
+        images = self._valid_samples(images, "images")
         tokens = self.tokenizer.encode(tf.cast(images, tf.float32) / 255.0)
         return {"tokens": tf.cast(tokens, tf.int32)}
 
     def input_signature(self, kind):
-        h, w = self.grid_shape
         if kind in ("serving_default", "generate_tokens"):
-            return [tf.TensorSpec([None], tf.int32, name="class_ids"),
-                    tf.TensorSpec([None], tf.int32, name="seed")]
+            specs = [tf.TensorSpec([None], tf.int32, name="class_ids"),
+                     tf.TensorSpec([None], tf.int32, name="seed")]
+            if self.condition_frames:  # frame prediction: the clips to continue
+                specs.append(tf.TensorSpec([None, *self.image_shape], tf.uint8, name="clips"))
+            return specs
         if kind == "decode_tokens":
-            return [tf.TensorSpec([None, h, w], tf.int32, name="tokens")]
+            return [tf.TensorSpec([None, *self.grid_shape], tf.int32, name="tokens")]
         return [tf.TensorSpec([None, *self.image_shape], tf.uint8, name="images")]
 
     def example_inputs(self, kind, rng):
         """Valid inputs of `kind` (numpy, keyed by input name) for warm-up requests."""
         b = self.batch_size
         if kind in ("serving_default", "generate_tokens"):
-            return {"class_ids": (np.arange(b) % self.num_classes).astype(np.int32),
-                    "seed": np.array([0, 0], np.int32)}
+            inputs = {"class_ids": (np.arange(b) % self.num_classes).astype(np.int32),
+                      "seed": np.array([0, 0], np.int32)}
+            if self.condition_frames:
+                inputs["clips"] = rng.integers(0, 256, [b, *self.image_shape], dtype=np.uint8)
+            return inputs
         if kind == "decode_tokens":
             return {"tokens": rng.integers(0, self.codebook_size, [b, *self.grid_shape],
                                            dtype=np.int32)}

@@ -249,3 +249,57 @@ def test_xla_export_matches_in_process_xla_decoder(tmp_path):
     decoder = Decoder(transformer, plan, 2, jit_compile=True)
     expected = decoder.generate(np.array([2, 0], np.int32), seed)
     np.testing.assert_array_equal(served["tokens"].reshape(2, -1), expected)
+
+
+def _video_models(condition_tokens):
+    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    keras.utils.set_random_seed(4)
+    tokenizer = VideoTokenizer(video_shape=(4, 8, 8, 1), filters=8,
+                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
+                               temporal_downsample=(True, False),
+                               spatial_downsample=(False, True), embedding_dim=4,
+                               codebook_size=16, norm_groups=4)
+    tokenizer.build()
+    transformer = build_transformer("tiny", codebook_size=16, num_classes=NUM_CLASSES,
+                                    num_tokens=32, num_condition_tokens=condition_tokens)
+    plan = make_plan(32, num_condition_tokens=condition_tokens, num_steps=3,
+                     model_schedule="2:1,1:2", guidance_steps=0)
+    return transformer, tokenizer, plan
+
+
+def test_frame_prediction_export_serves_clips(tmp_path):
+    """Frame prediction: the served condition tokens are the clips' first frames encoded
+    with the future hidden, and the tokens equal the in-process decoder's."""
+    from magnets_tf.training.frame_prediction import clip_tokens
+    transformer, tokenizer, plan = _video_models(condition_tokens=16)
+    version_dir = saved_model.export_saved_model(transformer, tokenizer, plan,
+                                                 tmp_path / "base", batch_sizes=(2,),
+                                                 jit_compile=False)
+    clips = np.random.default_rng(0).integers(0, 256, [2, 4, 8, 8, 1], dtype=np.uint8)
+    seed = np.array([5, 6], np.int32)
+    classes = np.array([1, 2], np.int32)
+    served, bad = _serve(version_dir, tmp_path / "serve", [
+        ("serving_default", dict(class_ids=classes, seed=seed, clips=clips)),
+        ("serving_default", dict(class_ids=classes, seed=seed, clips=clips[:1]))])
+    assert served["tokens"].shape == (2, 2, 4, 4)
+    assert served["images"].shape == (2, 4, 8, 8, 1) and served["images"].dtype == np.uint8
+    condition = clip_tokens(tokenizer, clips.astype(np.float32) / 255.0, 2, 16)[:, :16]
+    expected = Decoder(transformer, plan, 2, jit_compile=False).generate(
+        classes, seed, condition_tokens=condition)
+    np.testing.assert_array_equal(served["tokens"].reshape(2, -1), expected)
+    assert "clips must hold batch_size=2" in bad
+
+
+def test_video_generation_export_and_bad_condition_layout(tmp_path):
+    transformer, tokenizer, plan = _video_models(condition_tokens=0)
+    archive, endpoints = saved_model.build_archive(transformer, tokenizer, plan,
+                                                   jit_compile=False)
+    ends = endpoints[0][1]
+    out = ends.serving_default(tf.constant([0], tf.int32), tf.constant([1, 2], tf.int32))
+    assert tuple(out["images"].shape) == (1, 4, 8, 8, 1)
+    assert tuple(out["tokens"].shape) == (1, 2, 4, 4)
+    bad_transformer, _, _ = _video_models(condition_tokens=8)  # half a latent frame
+    bad_plan = make_plan(32, num_condition_tokens=8, num_steps=3, model_schedule="1:3",
+                         guidance_steps=0)
+    with pytest.raises(ValueError, match="whole latent frames"):
+        saved_model.build_archive(bad_transformer, tokenizer, bad_plan)
