@@ -36,6 +36,7 @@ class Budget:
 
     tokenizer_steps: int
     train_steps: int
+    train_batch_size: int
     classifier_epochs: int
     classifier_examples: int   # 0: the whole training split
     eval_samples: int
@@ -46,11 +47,14 @@ class Budget:
     tokenize_examples: int       # 0: every example
 
 
-FULL = Budget(tokenizer_steps=800, train_steps=1500, classifier_epochs=2,
+# FULL is sized for ~30 minutes on 2 free cores from measured rates: tokenizer ~0.55
+# CPU-s/step, nested tiny training ~0.7 steps/s per core at batch 64, tokenizing 70k
+# images ~95 CPU-s, classifier ~190 CPU-s for 2 epochs.
+FULL = Budget(tokenizer_steps=600, train_steps=900, train_batch_size=64, classifier_epochs=2,
               classifier_examples=0, eval_samples=500, reference_n=2000,
               benchmark_repeats=3, benchmark_batch=8, tokenizer_eval_batches=0,
               tokenize_examples=0)
-QUICK = Budget(tokenizer_steps=40, train_steps=20, classifier_epochs=1,
+QUICK = Budget(tokenizer_steps=40, train_steps=20, train_batch_size=32, classifier_epochs=1,
                classifier_examples=3000, eval_samples=20, reference_n=100,
                benchmark_repeats=1, benchmark_batch=2, tokenizer_eval_batches=1,
               tokenize_examples=1000)
@@ -127,6 +131,7 @@ def stages(out, dataset, budget, seed):
             f"--model_dir={out / name}", f"--train_steps={budget.train_steps}",
             "--progress=false",
             *bindings(f"TOKENS_DIR='{tokens / 'train'}'", f"train.seed={seed}",
+                      f"train.batch_size={budget.train_batch_size}",
                       f"train.checkpoint_every={max(budget.train_steps // 3, 1)}",
                       f"train.sample_every={max(budget.train_steps // 2, 1)}"))
     yield "classifier", tool("train_classifier", f"--dataset={dataset}",
@@ -196,7 +201,8 @@ def write_report(out, dataset, budget):
         f"Data: {dataset}. Tokenizer: {budget.tokenizer_steps} steps, test PSNR "
         f"{tokenizer.get('psnr_db', float('nan')):.2f} dB, codebook usage "
         f"{tokenizer.get('codebook_usage', float('nan')):.0%}. Transformers: tiny preset, "
-        f"{budget.train_steps} steps each. Class-accuracy classifier test accuracy "
+        f"{budget.train_steps} steps each at batch {budget.train_batch_size}. "
+        f"Class-accuracy classifier test accuracy "
         f"{classifier.get('test_accuracy', float('nan')):.1%}.",
         "",
         f"n = {evals['magnets'].get('n', '?')} samples per model (class-balanced) against "
