@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST reference run behind checkpoints/fashion_mnist and docs/results.md.
+#
+#   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
+#
+# ~2.5 hours on 2 cores: tokenizer (or REUSE_TOKENIZER=dir), tokens, the MaGNeTS model
+# and a ground-truth-only twin (one core each, in parallel), the class-accuracy
+# classifier, the headline evaluations (n=2000, class accuracy), the findings sweeps,
+# the findings table and the measured speedup. Every step skips work already done
+# (stage markers in OUT/stages), so an interrupted run resumes where it stopped.
+set -euo pipefail
+OUT=${1:-runs/reference}
+STEPS=${STEPS:-3000}
+N=${N:-2000}
+SWEEP_N=${SWEEP_N:-1000}
+export TF_CPP_MIN_LOG_LEVEL=2
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT/stages"
+
+stage() {  # stage NAME COMMAND...: runs COMMAND once, logging to OUT/NAME.log
+  local name=$1; shift
+  if [[ -e "$OUT/stages/$name.done" ]]; then echo "[$name] done before"; return; fi
+  echo "[$name] $*"
+  "$@" > "$OUT/$name.log" 2>&1
+  touch "$OUT/stages/$name.done"
+}
+
+TOKENIZER=${REUSE_TOKENIZER:-$OUT/tokenizer}
+if [[ -z "${REUSE_TOKENIZER:-}" ]]; then
+  stage tokenizer python tools/train_tokenizer.py --gin_file=gin/fashion_mnist/tokenizer.gin \
+    --model_dir="$TOKENIZER" --progress=false
+fi
+stage tokens python tools/tokenize_dataset.py --tokenizer_dir="$TOKENIZER" \
+  --dataset=fashion_mnist --output_dir="$OUT/tokens" --overwrite
+
+train() {  # train NAME CORE EXTRA_BINDING...
+  local name=$1 core=$2; shift 2
+  stage "train_$name" taskset -c "$core" python tools/train.py \
+    --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir="$OUT/$name" \
+    --train_steps="$STEPS" --progress=false \
+    --gin_bindings="TOKENS_DIR='$OUT/tokens/train'" --gin_bindings="train.batch_size=64" \
+    --gin_bindings="train.checkpoint_every=250" --gin_bindings="train.sample_every=1000" "$@"
+}
+train magnets 1 &
+train gt_only 0 --gin_bindings="NestedMaskGitTrainer.loss_mode='gt_only'" &
+wait
+
+stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
+  --model_dir="$OUT/classifier" --epochs=3
+
+COMMON=(--model_dir="$OUT/magnets" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
+        --steps=12 --cfg_last=4 --guidance_scale=2.0 --batch_size=50)
+stage eval_magnets python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
+  --schedule=8:3,4:3,2:3,1:3 --cache=true --refresh=model_change \
+  --classifier_dir="$OUT/classifier" --output_dir="$OUT/eval/magnets"
+stage eval_maskgit_pp python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
+  --schedule=1:12 --cache=false --classifier_dir="$OUT/classifier" \
+  --output_dir="$OUT/eval/maskgit_pp"
+stage sweep python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
+  --tokenizer_dir="$TOKENIZER" --families=baseline,nested,cache,scale_down \
+  --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
+  --gin_bindings="make_plan.guidance_scale=2.0" --output_dir="$OUT/sweep"
+stage sweep_gt_only python tools/sweep_schedules.py --model_dir="$OUT/gt_only" \
+  --tokenizer_dir="$TOKENIZER" --families=baseline,nested \
+  --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
+  --gin_bindings="make_plan.guidance_scale=2.0" --output_dir="$OUT/sweep_gt_only"
+stage findings python tools/findings_report.py --sweep_csv="$OUT/sweep/sweep.csv" \
+  --gt_only_csv="$OUT/sweep_gt_only/sweep.csv" --output="$OUT/findings.md"
+stage benchmark python tools/benchmark.py --preset=tiny --grid=16 --codebook_size=512 \
+  --num_classes=10 --steps=12 --cfg_last=4 --batch_size=50 --repeats=5 \
+  --output_json="$OUT/benchmark.json"
+cat "$OUT/findings.md"
+tail -1 "$OUT/benchmark.log"
