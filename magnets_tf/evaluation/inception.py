@@ -54,14 +54,22 @@ class InceptionFeatureExtractor:
         self.batch_size = int(batch_size)
         outputs = getattr(self.model, "output", None)
         self.with_logits = isinstance(outputs, dict) and "logits" in outputs
-        self._step = tf.function(self._forward, jit_compile=jit_compile, reduce_retracing=True)
+        # One relaxed-shape function per channel count: a single function relaxed over
+        # 1- and 3-channel inputs would lose the channel count it branches on.
+        self._jit_compile = jit_compile
+        self._steps = {}
 
     def _forward(self, images):
         return self.model(to_network_pixels(images), training=False)
 
     def batch_features(self, images):
         """Features of one batch, as float32 numpy arrays."""
-        return {k: np.asarray(v, np.float32) for k, v in self._step(images).items()}
+        channels = images.shape[-1] if len(images.shape) == 4 else None
+        if channels not in self._steps:
+            self._steps[channels] = tf.function(self._forward, jit_compile=self._jit_compile,
+                                                reduce_retracing=True)
+        return {k: np.asarray(v, np.float32)
+                for k, v in self._steps[channels](images).items()}
 
     def features(self, images, progress=False, description="inception features"):
         """Features of an array [N,H,W,C] or an iterable of such batches, concatenated."""

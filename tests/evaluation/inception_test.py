@@ -59,6 +59,20 @@ def test_arrays_and_batch_iterables_agree(extractor):
 
 
 @needs_weights
+def test_gray_and_rgb_batches_of_many_sizes_mix(extractor):
+    """Shape changes (sizes, batch, channels) in one extractor never lose the channel
+    count: gray images repeated to RGB give the RGB features."""
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    rgb = np.repeat(gray, 3, axis=-1)
+    first = extractor.features(gray)["pool"]
+    extractor.features(rng.integers(0, 256, (2, 32, 32, 1), dtype=np.uint8))
+    extractor.features(rng.integers(0, 256, (4, 20, 20, 3), dtype=np.uint8))
+    np.testing.assert_allclose(extractor.features(rgb)["pool"], first, atol=1e-3)
+    np.testing.assert_allclose(extractor.features(gray[:2])["pool"], first[:2], atol=1e-3)
+
+
+@needs_weights
 def test_port_invariants_on_a_few_images(extractor):
     """Real-vs-real feature means are far closer than real-vs-digits and real-vs-noise.
 
