@@ -252,14 +252,9 @@ def test_xla_export_matches_in_process_xla_decoder(tmp_path):
 
 
 def _video_models(condition_tokens):
-    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    from tests.video_helpers import tiny_video_tokenizer
     keras.utils.set_random_seed(4)
-    tokenizer = VideoTokenizer(video_shape=(4, 8, 8, 1), filters=8,
-                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
-                               temporal_downsample=(True, False),
-                               spatial_downsample=(False, True), embedding_dim=4,
-                               codebook_size=16, norm_groups=4)
-    tokenizer.build()
+    tokenizer = tiny_video_tokenizer()
     transformer = build_transformer("tiny", codebook_size=16, num_classes=NUM_CLASSES,
                                     num_tokens=32, num_condition_tokens=condition_tokens)
     plan = make_plan(32, num_condition_tokens=condition_tokens, num_steps=3,

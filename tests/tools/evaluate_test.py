@@ -106,16 +106,11 @@ def test_gin_bindings_reach_the_plan(checkpoints, tmp_path):
 def video_checkpoints(tmp_path_factory):
     """A random 3D tokenizer for 4 x 32 x 32 clips and a frame-prediction transformer."""
     from magnets_tf.models.presets import build_transformer
-    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    from tests.video_helpers import tiny_video_tokenizer
     from magnets_tf.training.tokenizer_trainer import save_tokenizer
     from magnets_tf.training.trainer import save_transformer
     root = tmp_path_factory.mktemp("video")
-    tokenizer = VideoTokenizer(video_shape=(4, 32, 32, 1), filters=8,
-                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
-                               temporal_downsample=(True, False),
-                               spatial_downsample=(True, True), embedding_dim=4,
-                               codebook_size=16, norm_groups=4)
-    tokenizer.build()
+    tokenizer = tiny_video_tokenizer(size=32, spatial_downsample=(True, True))
     save_tokenizer(tokenizer, str(root / "tokenizer"))
     for name, condition in (("predict", 64), ("generate", 0)):
         save_transformer(build_transformer("tiny", codebook_size=16, num_classes=10,

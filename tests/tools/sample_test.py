@@ -43,16 +43,11 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 
 
 def _video_dirs(tmp_path, condition_tokens):
-    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    from tests.video_helpers import tiny_video_tokenizer
     from magnets_tf.training.tokenizer_trainer import save_tokenizer
     from magnets_tf.training.trainer import save_transformer
 
-    tokenizer = VideoTokenizer(video_shape=(4, 32, 32, 1), filters=8,
-                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
-                               temporal_downsample=(True, False),
-                               spatial_downsample=(True, True), embedding_dim=4,
-                               codebook_size=16, norm_groups=4)
-    tokenizer.build()
+    tokenizer = tiny_video_tokenizer(size=32, spatial_downsample=(True, True))
     save_tokenizer(tokenizer, str(tmp_path / "tok"))
     model = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=2 * 8 * 8,
                               num_condition_tokens=condition_tokens)
