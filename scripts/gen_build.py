@@ -41,7 +41,7 @@ def _module_file(dotted):
 def _deps(path):
     deps = set()
     for name in _imports(path):
-        if name.split(".")[0] == "magnets_tf":
+        if name.split(".")[0] in ("magnets_tf", "tests"):
             target = _module_file(name)
             if target is not None and target != path:
                 deps.add(_label(target))
@@ -64,9 +64,6 @@ def main():
                 kind = "py_test"
             else:
                 kind = "py_library"
-            if kind == "py_library" and path.relative_to(ROOT).parts[0] == "tests" \
-                    and path.name not in ("conftest.py", "__init__.py"):
-                continue
             deps = "".join(f'        "{d}",\n' for d in _deps(path))
             extra = '    main = "%s",\n' % path.name if kind == "py_binary" else ""
             size = '    size = "medium",\n' if kind == "py_test" else ""
