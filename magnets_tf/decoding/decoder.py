@@ -15,7 +15,8 @@ reorders only its last M_k rows. Cached rows therefore never move.
 
 K/V buffers are [B, H, 1+N, dh/p] per layer (the sub-model's width; a refresh rebuilds
 them at the new width). The unconditional CFG branch keeps its own buffers and does a
-full pass at its first guided step.
+full pass at its first guided step; at guided steps where both branches process the same
+positions, they run as one pass over a 2B batch.
 """
 import math
 
@@ -218,22 +219,41 @@ class Decoder:
             m_in, m_out = plan.masked_in[k], plan.masked_out[k]
             queries = t if plan.refresh_steps[k] else plan.masked_in[k - 1]
             ids_q, pos_q = seq[:, t - queries:], order[:, t - queries:]
-            hidden, caches["cond"] = self._pass(
-                sub, ids_q, pos_q, None if plan.refresh_steps[k] else caches["cond"])
-            logits = self._head(hidden[:, queries - m_in:])
-            self.trace_log.append(("cond", k, factor, queries, t, m_in))
+            refresh = bool(plan.refresh_steps[k])
             uncond_queries = 0
             if plan.guided[k]:
                 uncond_queries = t if uncond_full[k] else queries
                 u_ids = seq[:, t - uncond_queries:]
                 if uncond_queries == t:
                     u_ids = tf.concat([null_token, u_ids[:, 1:]], axis=1)
-                u_hidden, caches["uncond"] = self._pass(
-                    sub, u_ids, order[:, t - uncond_queries:],
-                    None if uncond_full[k] else caches["uncond"])
-                u_logits = self._head(u_hidden[:, uncond_queries - m_in:])
-                logits = sampling.guided_logits(logits, u_logits, plan.guidance_weight(k))
+            if plan.guided[k] and bool(uncond_full[k]) == refresh:
+                # Both branches read (or both rebuild) a cache of the same shape: one pass
+                # over a 2B batch, better matmul efficiency for the small late steps.
+                cache = None if refresh else [
+                    (tf.concat([ck, uk], 0), tf.concat([cv, uv], 0))
+                    for (ck, cv), (uk, uv) in zip(caches["cond"], caches["uncond"])]
+                both, joint_cache = self._pass(sub, tf.concat([ids_q, u_ids], 0),
+                                               tf.concat([pos_q, pos_q], 0), cache)
+                both_logits = self._head(both[:, queries - m_in:])
+                caches["cond"] = [(ck[:b], cv[:b]) for ck, cv in joint_cache]
+                caches["uncond"] = [(ck[b:], cv[b:]) for ck, cv in joint_cache]
+                logits = sampling.guided_logits(both_logits[:b], both_logits[b:],
+                                                plan.guidance_weight(k))
+                self.trace_log.append(("cond", k, factor, queries, t, m_in))
                 self.trace_log.append(("uncond", k, factor, uncond_queries, t, m_in))
+            else:
+                hidden, caches["cond"] = self._pass(
+                    sub, ids_q, pos_q, None if refresh else caches["cond"])
+                logits = self._head(hidden[:, queries - m_in:])
+                self.trace_log.append(("cond", k, factor, queries, t, m_in))
+                if plan.guided[k]:
+                    u_hidden, caches["uncond"] = self._pass(
+                        sub, u_ids, order[:, t - uncond_queries:],
+                        None if uncond_full[k] else caches["uncond"])
+                    u_logits = self._head(u_hidden[:, uncond_queries - m_in:])
+                    logits = sampling.guided_logits(logits, u_logits,
+                                                    plan.guidance_weight(k))
+                    self.trace_log.append(("uncond", k, factor, uncond_queries, t, m_in))
 
             # Counters of what this step actually ran (checked against the plan in tests).
             if with_stats:
