@@ -105,13 +105,13 @@ def scaling_up_beats_down(rows):
     paper = "growing the model over the steps beats shrinking it (Figure 7b)"
     pairs = []
     index = _index(rows)
-    for row in rows:
-        if row.get("family") != "scale_down" or int(row.get("cache", 1)) != 1:
+    for row in rows:  # any family: the sweep lists a schedule once (e.g. under `cache`)
+        if int(row.get("cache", 1)) != 1 or row.get("fid") in (None, ""):
             continue
         parts = [tuple(int(v) for v in part.split(":")) for part in row["schedule"].split(",")]
         factors = [p for p, _ in parts]
-        if factors != sorted(factors, reverse=True):
-            continue  # a scaling-down schedule: found as the mirror of its scaling-up one
+        if len(parts) < 2 or factors != sorted(factors, reverse=True):
+            continue  # single model, or scaling down: found as the mirror of a scaling up
         mirror = ",".join(f"{p}:{k}" for p, k in reversed(parts))
         down = index.get(_key(mirror, True, row["refresh"]))
         if down is not None and down.get("fid") not in (None, ""):

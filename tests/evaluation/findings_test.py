@@ -49,6 +49,17 @@ def test_failures_are_reported_not_hidden():
     assert "gt_only" in result[4].measured
 
 
+def test_scaling_pairs_are_found_in_any_family():
+    """The default schedule is listed under `cache`; its mirror under `scale_down`."""
+    rows = _rows(GOOD, GFLOPS)
+    rows.append({"key": "1:3,2:3,4:3,8:3|cache=1|refresh=model_change", "family": "scale_down",
+                 "schedule": "1:3,2:3,4:3,8:3", "cache": "1", "refresh": "model_change",
+                 "fid": "30.0", "gflops_exact": "0.37"})
+    result = findings.scaling_up_beats_down(rows)
+    assert result.reproduced and "2/2 pairs" in result.measured
+    assert "8:3,4:3,2:3,1:3 FID 11.00 vs 1:3,2:3,4:3,8:3 FID 30.00" in result.measured
+
+
 def test_expensive_refresh_is_not_little():
     costly = dict(GFLOPS)
     costly["8:3,4:3,2:3,1:3|cache=1|refresh=model_change"] = 0.5  # +52% over no refresh
