@@ -15,7 +15,8 @@ import gin
 import keras
 import tensorflow as tf
 
-from magnets_tf.models.vqgan import VectorQuantizer, _activation, _group_norm
+from magnets_tf.models.vqgan import (TokenizerInterface, VectorQuantizer, _activation,
+                                     _group_norm)
 
 
 @keras.saving.register_keras_serializable("magnets_tf")
@@ -245,7 +246,7 @@ class Decoder3D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("magnets_tf")
-class VideoTokenizer(keras.Model):
+class VideoTokenizer(TokenizerInterface, keras.Model):
     """Video tokenizer: `encode` clips -> int tokens [B, t, h, w]; `decode` tokens -> clips.
 
     Args:
@@ -327,51 +328,11 @@ class VideoTokenizer(keras.Model):
         self.decoder.build((None,) + self.grid_shape + (self.embedding_dim,))
         self.built = True
 
-    def _check_videos(self, videos):
-        videos = tf.convert_to_tensor(videos)
-        if tuple(videos.shape[1:]) != self.video_shape:
-            raise ValueError(f"expected videos [B, {', '.join(map(str, self.video_shape))}], "
-                             f"got shape {tuple(videos.shape)}")
-        return tf.cast(videos, self.compute_dtype)
+    sample_name = "videos"
 
-    def encode_latents(self, videos):
-        """Continuous encoder outputs [B, t, h, w, D] of clips in [0, 1]."""
-        if not self.built:
-            self.build()
-        return self.encoder(self._check_videos(videos))
-
-    def encode(self, videos):
-        """Clips float [B, T, H, W, C] in [0, 1] -> int32 tokens [B, t, h, w]."""
-        return self.quantizer.nearest_codes(self.encode_latents(videos))
-
-    def decode_latents(self, quantized):
-        """Unclipped clips [B, T, H, W, C] from quantized latents [B, t, h, w, D]."""
-        if not self.built:
-            self.build()
-        return self.decoder(quantized)
-
-    def decode(self, tokens):
-        """Int tokens [B, t, h, w] (or flat [B, t*h*w]) -> clips float32 in [0, 1]."""
-        tokens = tf.convert_to_tensor(tokens)
-        if len(tokens.shape) == 2:
-            tokens = tf.reshape(tokens, [-1, *self.grid_shape])
-        if tuple(tokens.shape[1:]) != self.grid_shape:
-            raise ValueError(f"expected tokens [B, {', '.join(map(str, self.grid_shape))}], "
-                             f"got shape {tuple(tokens.shape)}")
-        if not self.built:
-            self.build()
-        videos = self.decode_latents(self.quantizer.lookup(tokens))
-        return tf.clip_by_value(tf.cast(videos, tf.float32), 0.0, 1.0)
-
-    def forward(self, videos, training=False):
-        """Full pass for training: reconstruction (unclipped), tokens, latents, losses."""
-        latents = self.encode_latents(videos)
-        quantized, tokens, losses = self.quantizer(latents, training=training)
-        return dict(reconstruction=self.decode_latents(quantized), tokens=tokens,
-                    latents=latents, **losses)
-
-    def call(self, videos, training=False):
-        return self.forward(videos, training=training)["reconstruction"]
+    @property
+    def sample_shape(self):
+        return self.video_shape
 
     def get_config(self):
         return dict(name=self.name, video_shape=self.video_shape, filters=self.filters,

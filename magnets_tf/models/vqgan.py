@@ -340,8 +340,73 @@ def codebook_usage(indices, codebook_size):
     return float(np.unique(indices).size) / float(codebook_size)
 
 
+class TokenizerInterface:
+    """encode/decode of a VQ tokenizer, shared by VQGAN (images) and VideoTokenizer (clips).
+
+    A subclass has `encoder`, `decoder`, `quantizer`, `grid_shape`, `sample_shape` (one
+    input without the batch) and may override `_to_encoder` / `_from_decoder` (VQGAN pads
+    and crops); `sample_name` names the inputs in errors."""
+
+    sample_name = "inputs"
+
+    def _to_encoder(self, samples):
+        return samples
+
+    def _from_decoder(self, samples):
+        return samples
+
+    def _check_samples(self, samples):
+        samples = tf.convert_to_tensor(samples)
+        if tuple(samples.shape[1:]) != tuple(self.sample_shape):
+            raise ValueError(f"expected {self.sample_name} "
+                             f"[B, {', '.join(map(str, self.sample_shape))}], "
+                             f"got shape {tuple(samples.shape)}")
+        return tf.cast(samples, self.compute_dtype)
+
+    def encode_latents(self, samples):
+        """Continuous encoder outputs [B, *grid, D] of inputs in [0, 1]."""
+        if not self.built:
+            self.build()
+        return self.encoder(self._to_encoder(self._check_samples(samples)))
+
+    def encode(self, samples):
+        """Inputs float [B, *sample_shape] in [0, 1] -> int32 tokens [B, *grid_shape]."""
+        return self.quantizer.nearest_codes(self.encode_latents(samples))
+
+    def decode_latents(self, quantized):
+        """Unclipped outputs [B, *sample_shape] from quantized latents [B, *grid, D]."""
+        if not self.built:
+            self.build()
+        return self._from_decoder(self.decoder(quantized))
+
+    def decode(self, tokens):
+        """Int tokens [B, *grid_shape] (or flat [B, N]) -> outputs float32 in [0, 1]."""
+        tokens = tf.convert_to_tensor(tokens)
+        if len(tokens.shape) == 2:
+            tokens = tf.reshape(tokens, [-1, *self.grid_shape])
+        if tuple(tokens.shape[1:]) != tuple(self.grid_shape):
+            raise ValueError(f"expected tokens [B, {', '.join(map(str, self.grid_shape))}], "
+                             f"got shape {tuple(tokens.shape)}")
+        if not self.built:
+            self.build()
+        samples = self.decode_latents(self.quantizer.lookup(tokens))
+        return tf.clip_by_value(tf.cast(samples, tf.float32), 0.0, 1.0)
+
+    def forward(self, samples, training=False):
+        """Full pass for training: dict with reconstruction (unclipped), tokens, latents
+        and the quantizer losses."""
+        latents = self.encode_latents(samples)
+        quantized, tokens, losses = self.quantizer(latents, training=training)
+        return dict(reconstruction=self.decode_latents(quantized), tokens=tokens,
+                    latents=latents, **losses)
+
+    def call(self, samples, training=False):
+        """Reconstruction (unclipped) of a batch of inputs."""
+        return self.forward(samples, training=training)["reconstruction"]
+
+
 @keras.saving.register_keras_serializable("magnets_tf")
-class VQGAN(keras.Model):
+class VQGAN(TokenizerInterface, keras.Model):
     """Image tokenizer: `encode` images -> int tokens [B, h, w]; `decode` tokens -> images.
 
     Args:
@@ -407,7 +472,13 @@ class VQGAN(keras.Model):
         self.decoder.build((None,) + self.grid_shape + (self.embedding_dim,))
         self.built = True
 
-    def _pad(self, images):
+    sample_name = "images"
+
+    @property
+    def sample_shape(self):
+        return self.image_shape
+
+    def _to_encoder(self, images):
         top, left = self._offsets
         bottom = self.padded_size[0] - self.image_shape[0] - top
         right = self.padded_size[1] - self.image_shape[1] - left
@@ -415,57 +486,9 @@ class VQGAN(keras.Model):
             return images
         return tf.pad(images, [[0, 0], [top, bottom], [left, right], [0, 0]])
 
-    def _crop(self, images):
+    def _from_decoder(self, images):
         top, left = self._offsets
         return images[:, top:top + self.image_shape[0], left:left + self.image_shape[1]]
-
-    def _check_images(self, images):
-        images = tf.convert_to_tensor(images)
-        if tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"expected images [B, {', '.join(map(str, self.image_shape))}], "
-                             f"got shape {tuple(images.shape)}")
-        return tf.cast(images, self.compute_dtype)
-
-    def encode_latents(self, images):
-        """Continuous encoder outputs [B, h, w, D] of images in [0, 1]."""
-        if not self.built:
-            self.build()
-        return self.encoder(self._pad(self._check_images(images)))
-
-    def encode(self, images):
-        """Images float [B, H, W, C] in [0, 1] -> int32 tokens [B, h, w]."""
-        return self.quantizer.nearest_codes(self.encode_latents(images))
-
-    def decode_latents(self, quantized):
-        """Unclipped images [B, H, W, C] from quantized latents [B, h, w, D]."""
-        if not self.built:
-            self.build()
-        return self._crop(self.decoder(quantized))
-
-    def decode(self, tokens):
-        """Int tokens [B, h, w] (or [B, h*w]) -> images float32 [B, H, W, C] in [0, 1]."""
-        tokens = tf.convert_to_tensor(tokens)
-        if len(tokens.shape) == 2:
-            tokens = tf.reshape(tokens, [-1, *self.grid_shape])
-        if tuple(tokens.shape[1:]) != self.grid_shape:
-            raise ValueError(f"expected tokens [B, {self.grid_shape[0]}, {self.grid_shape[1]}], "
-                             f"got shape {tuple(tokens.shape)}")
-        if not self.built:
-            self.build()
-        images = self.decode_latents(self.quantizer.lookup(tokens))
-        return tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0)
-
-    def forward(self, images, training=False):
-        """Full pass for training: dict with reconstruction (unclipped), tokens, latents
-        and the quantizer losses."""
-        latents = self.encode_latents(images)
-        quantized, tokens, losses = self.quantizer(latents, training=training)
-        return dict(reconstruction=self.decode_latents(quantized), tokens=tokens,
-                    latents=latents, **losses)
-
-    def call(self, images, training=False):
-        """Reconstruction (unclipped) of images [B, H, W, C]."""
-        return self.forward(images, training=training)["reconstruction"]
 
     def get_config(self):
         return dict(name=self.name, image_shape=self.image_shape,
