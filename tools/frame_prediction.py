@@ -22,6 +22,7 @@ from magnets_tf.gin_setup import parse_gin  # noqa: E402
 
 from magnets_tf.data.video import moving_mnist_arrays  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
+from magnets_tf.evaluation import flops  # noqa: E402
 from magnets_tf.evaluation.fvd import InceptionFrameFeatures  # noqa: E402
 from magnets_tf.models.presets import build_transformer  # noqa: E402
 from magnets_tf.training import frame_prediction  # noqa: E402
@@ -121,6 +122,12 @@ def main(argv):
     base = results["full_model_no_cache"]["decode_seconds_median"]
     results["magnets"]["measured_speedup_vs_full_model"] = base / results["magnets"][
         "decode_seconds_median"]
+    arch = flops.ArchSpec.from_model(model)
+    for name, plan in plans.items():  # per clip; condition tokens are never processed
+        results[name]["gflops_exact"] = float(sum(flops.exact_gflops(arch, plan)))
+        results[name]["gflops_paper"] = float(sum(flops.paper_gflops_for_plan(arch, plan)))
+    results["magnets"]["exact_gflops_ratio_vs_full_model"] = (
+        results["full_model_no_cache"]["gflops_exact"] / results["magnets"]["gflops_exact"])
     results["setting"] = dict(
         dataset=FLAGS.dataset, clip=list(tokenizer.video_shape), token_grid=[t, h, w],
         condition_frames=FLAGS.condition_frames, condition_tokens=condition_tokens,
@@ -141,8 +148,10 @@ def main(argv):
         fvd = r.get("fvd", {})
         print(f"{name}: psnr_db={r['psnr_db']:.2f} mse={r['mse']:.5f} "
               f"fvd={fvd.get('fvd', float('nan')):.2f} ({fvd.get('features', '-')}, "
-              f"n={fvd.get('n_generated', 0)}) decode_s={r['decode_seconds_median']:.3f}")
+              f"n={fvd.get('n_generated', 0)}) decode_s={r['decode_seconds_median']:.3f} "
+              f"gflops_exact={r['gflops_exact']:.3f}")
     print(f"speedup={results['magnets']['measured_speedup_vs_full_model']:.2f} "
+          f"exact_gflops_ratio={results['magnets']['exact_gflops_ratio_vs_full_model']:.2f} "
           f"copy_last_frame_psnr_db={results['copy_last_condition_frame']['psnr_db']:.2f} "
           f"tokenizer_psnr_db={results['tokenizer_reconstruction']['psnr_db']:.2f}")
 
