@@ -1,120 +1,72 @@
 """Frame prediction with a nested MaskGIT transformer on video tokens.
 
 Training (paper eq. 3 with condition frames kept visible): a clip's tokens [t, h, w]
-flatten time-major, so the first `num_condition_tokens` tokens are the condition frames.
-Each example masks a cosine-schedule fraction of the *other* tokens only; the loss is
-the nested distillation loss over the model's factors, CE on masked tokens only:
-  L = 1/N [CE(m_N, Y) + sum_{i<N} alpha CE(m_i, Y) + (1 - alpha) CE(m_i, sg(m_{i+1}))],
-m_1 the smallest sub-model, alpha decaying linearly 1 -> 0 over training.
+flatten time-major, so the first `num_condition_tokens` tokens are the condition frames;
+the general trainer's update masks only the other tokens (`masking.mask_batch`) and
+applies the nested distillation loss (`losses.nested_loss`), alpha 1 -> 0 over the run.
 
 Evaluation decodes the future tokens with `decoding.Decoder` for several plans (MaGNeTS
 schedule with cache vs the full model without cache, same weights), and reports per-frame
 MSE/PSNR of the predicted frames to the ground truth, FVD (features named), the measured
 decode time and the check that condition tokens came back unchanged.
-This is the small frame-prediction entry of the video work; the general transformer
-trainer lives in training/trainer.py.
 """
-import math
 import os
 import time
 
 import gin
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from magnets_tf.training import trainer as trainer_lib
-
-
-def condition_aware_mask(batch_size, num_tokens, num_condition_tokens, seed):
-    """bool [B, N]: True where a token is masked for training.
-
-    Condition tokens (the leading `num_condition_tokens`) are never masked; of the other
-    G tokens each example masks ceil(cos(pi/2 * u) * G) (u ~ U[0, 1), at least 1),
-    chosen uniformly at random. `seed` is a stateless [2] seed."""
-    generated = num_tokens - num_condition_tokens
-    ratio_seed, order_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    u = tf.random.stateless_uniform([batch_size], ratio_seed)
-    count = tf.cast(tf.math.ceil(tf.cos(math.pi / 2 * u) * generated), tf.int32)
-    count = tf.clip_by_value(count, 1, generated)
-    scores = tf.random.stateless_uniform([batch_size, generated], order_seed)
-    ranks = tf.argsort(tf.argsort(scores, axis=1), axis=1)  # rank of each token's score
-    masked = ranks < count[:, None]
-    return tf.concat([tf.zeros([batch_size, num_condition_tokens], tf.bool), masked], axis=1)
-
-
-def _masked_mean(values, mask):
-    mask = tf.cast(mask, values.dtype)
-    return tf.reduce_sum(values * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-
-
-def nested_loss(model, tokens, class_ids, mask, alpha, training=True):
-    """(per-example loss [B], {factor: per-example CE to the ground truth}) of eq. 3."""
-    grid = tf.where(mask, model.mask_token_id, tokens)
-    ids = model.input_ids(grid, class_ids)
-    factors = sorted(model.factors, reverse=True)  # m_1 (smallest) ... m_N (full, p=1)
-    logits = {p: tf.cast(model(ids, factor=p, training=training), tf.float32) for p in factors}
-    ce = {p: _masked_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tokens, logits[p]),
-                          mask) for p in factors}
-    total = ce[factors[-1]]
-    for small, large in zip(factors[:-1], factors[1:]):
-        teacher = tf.nn.softmax(tf.stop_gradient(logits[large]))
-        distill = _masked_mean(-tf.reduce_sum(teacher * tf.nn.log_softmax(logits[small]), -1),
-                               mask)
-        total = total + alpha * ce[small] + (1.0 - alpha) * distill
-    return total / len(factors), ce
+from magnets_tf.training.optimizer import make_optimizer
 
 
 @gin.configurable
 class FramePredictionTrainer:
-    """Trains a MaskGitTransformer (with num_condition_tokens) on video token batches."""
+    """Trains a MaskGitTransformer with num_condition_tokens on in-memory video tokens.
+
+    The update is the general trainer's (`NestedMaskGitTrainer.train_step`: eq. 3,
+    `masking.mask_batch` never masks the condition tokens, 10% null-class drop); this
+    class only feeds it arrays and logs. The optimizer is `make_optimizer` with a cosine
+    decay over `num_steps`."""
 
     def __init__(self, model, model_dir, num_steps=2000, learning_rate=1e-3,
-                 warmup_steps=100, weight_decay=0.01, null_class_prob=0.1, log_every=100,
+                 warmup_steps=100, weight_decay=0.01, label_smoothing=0.0, log_every=100,
                  seed=0):
         if model.num_condition_tokens <= 0:
             raise ValueError("frame prediction needs a model built with num_condition_tokens > 0")
         self.model = model
         self.model_dir = str(model_dir)
         self.num_steps = int(num_steps)
-        self.null_class_prob = float(null_class_prob)
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = min(int(warmup_steps), self.num_steps // 2)
+        self.weight_decay = float(weight_decay)
+        self.label_smoothing = float(label_smoothing)
         self.log_every = int(log_every)
         self.seed = int(seed)
-        warmup = min(int(warmup_steps), self.num_steps // 2)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, self.num_steps - warmup, alpha=0.05, warmup_target=learning_rate,
-            warmup_steps=warmup)
-        self.optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay,
-                                                beta_1=0.9, beta_2=0.96)
-        self.optimizer.build(model.trainable_variables)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._train_step = tf.function(self._step)
 
-    def _step(self, tokens, class_ids):
-        b = tf.shape(tokens)[0]
-        seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
-        mask_seed, null_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        mask = condition_aware_mask(b, self.model.num_tokens, self.model.num_condition_tokens,
-                                    mask_seed)
-        drop = tf.random.stateless_uniform([b], null_seed) < self.null_class_prob
-        class_ids = tf.where(drop, self.model.null_class_id, class_ids)
-        alpha = 1.0 - tf.cast(self.step, tf.float32) / float(max(self.num_steps - 1, 1))
-        with tf.GradientTape() as tape:
-            per_example, ce = nested_loss(self.model, tokens, class_ids, mask, alpha)
-            loss = tf.reduce_mean(per_example)
-        variables = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.step.assign_add(1)
-        return loss, {p: tf.reduce_mean(v) for p, v in ce.items()}
+    def _make_trainer(self, batch_size):
+        trainer = trainer_lib.NestedMaskGitTrainer(
+            self.model, global_batch_size=batch_size, seed=self.seed,
+            total_steps=self.num_steps, label_smoothing=self.label_smoothing)
+        trainer.compile(optimizer=make_optimizer(
+            self.num_steps, learning_rate=self.learning_rate, warmup_steps=self.warmup_steps,
+            decay="cosine", weight_decay=self.weight_decay))
+        trainer.optimizer.build(self.model.trainable_variables)
+        return trainer
 
     def train(self, tokens, class_ids, batch_size=32, progress=True):
         """Trains on arrays tokens int32 [M, N] and class_ids int32 [M]; returns the last
-        logged losses."""
+        logged values (loss, per-model loss and masked-token accuracy, steps/s)."""
         tokens = np.asarray(tokens, np.int32)
         class_ids = np.asarray(class_ids, np.int32)
-        data = (tf.data.Dataset.from_tensor_slices((tokens, class_ids))
+        data = (tf.data.Dataset.from_tensor_slices({"tokens": tokens, "label": class_ids})
                 .shuffle(len(tokens), seed=self.seed).repeat().batch(batch_size, True))
+        trainer = self._make_trainer(batch_size)
+        train_function = trainer_lib.make_train_function(
+            trainer, tf.distribute.get_strategy(), jit_compile=False)
+        iterator = iter(data)
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
         bar = None
         if progress:
@@ -124,13 +76,13 @@ class FramePredictionTrainer:
         logged = {}
         begin = time.time()
         with writer.as_default():
-            for step, (x, y) in zip(range(1, self.num_steps + 1), data):
-                loss, ce = self._train_step(x, y)
+            for step in range(1, self.num_steps + 1):
+                logs = train_function(iterator)
                 if bar is not None:
                     bar.update(1)
                 if step % self.log_every == 0 or step == self.num_steps:
-                    logged = {"loss": float(loss), **{f"ce_p{p}": float(v) for p, v in ce.items()},
-                              "steps_per_second": step / max(time.time() - begin, 1e-6)}
+                    logged = {name: float(value) for name, value in logs.items()}
+                    logged["steps_per_second"] = step / max(time.time() - begin, 1e-6)
                     for name, value in logged.items():
                         tf.summary.scalar(name, value, step=step)
                     logging.info("step %d %s", step, logged)

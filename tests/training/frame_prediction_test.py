@@ -23,43 +23,53 @@ def model():
     return m
 
 
-def test_training_mask_never_masks_condition_tokens():
-    mask = fp.condition_aware_mask(64, N, C, tf.constant([3, 4], tf.int64)).numpy()
-    assert mask.shape == (64, N)
-    assert not mask[:, :C].any()
-    counts = mask[:, C:].sum(1)
-    assert counts.min() >= 1 and counts.max() <= N - C and len(set(counts)) > 5
+def _batch(size=8):
+    tokens = tf.random.stateless_uniform([size, N], [1, 2], 0, 16, tf.int32)
+    return {"tokens": tokens, "label": tf.range(size) % 10}
 
 
-def test_nested_loss_is_eq3_at_alpha_1(model):
-    tokens = tf.random.stateless_uniform([8, N], [1, 2], 0, 16, tf.int32)
-    labels = tf.range(8) % 10
-    mask = fp.condition_aware_mask(8, N, C, tf.constant([0, 1], tf.int64))
-    loss, ce = fp.nested_loss(model, tokens, labels, mask, 1.0, training=False)
-    assert loss.shape == (8,) and set(ce) == {1, 2, 4, 8}
-    # alpha = 1: the mean of the ground-truth CEs of every sub-model.
-    np.testing.assert_allclose(loss, sum(ce.values()) / 4, rtol=1e-5)
+def test_training_never_masks_condition_tokens(model, tmp_path):
+    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10)._make_trainer(64)
+    counts = set()
+    for step in range(3):
+        _, _, mask = trainer.masked_inputs(_batch(64), tf.constant(step, tf.int64))
+        mask = mask.numpy()
+        assert mask.shape == (64, N) and not mask[:, :C].any()
+        counts |= set(mask[:, C:].sum(1))
+    assert min(counts) >= 1 and max(counts) <= N - C and len(counts) > 5
+
+
+def test_uses_the_general_eq3_update(model, tmp_path):
+    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10)._make_trainer(8)
+    total, per_model, _, _, _ = trainer.compute_losses(_batch(), tf.constant(0, tf.int64),
+                                                       training=False)
+    assert total.shape == (8,) and set(per_model) == {1, 2, 4, 8}
+    # Step 0: alpha = 1, so eq. 3 is the mean of the ground-truth CEs of every sub-model.
+    np.testing.assert_allclose(total, sum(per_model.values()) / 4, rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_a_few_training_steps_reduce_the_loss(model, tmp_path):
-    tokens = tf.random.stateless_uniform([8, N], [1, 2], 0, 16, tf.int32)
-    labels = tf.range(8) % 10
-    mask = fp.condition_aware_mask(8, N, C, tf.constant([0, 1], tf.int64))
+    batch = _batch()
     clone = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=N,
                               num_condition_tokens=C, dropout=0.0, attention_dropout=0.0)
     clone.set_weights(model.get_weights())
     trainer = fp.FramePredictionTrainer(clone, str(tmp_path), num_steps=20,
                                         learning_rate=3e-3, warmup_steps=2, log_every=20)
-    before = float(tf.reduce_mean(fp.nested_loss(clone, tokens, labels, mask, 1.0, False)[0]))
-    trainer.train(tokens.numpy(), labels.numpy(), batch_size=8, progress=False)
-    after = float(tf.reduce_mean(fp.nested_loss(clone, tokens, labels, mask, 1.0, False)[0]))
+    probe = trainer._make_trainer(8)
+    step0 = tf.constant(0, tf.int64)
+    before = float(tf.reduce_mean(probe.compute_losses(batch, step0, training=False)[0]))
+    logged = trainer.train(batch["tokens"].numpy(), batch["label"].numpy(), batch_size=8,
+                           progress=False)
+    after = float(tf.reduce_mean(probe.compute_losses(batch, step0, training=False)[0]))
     assert after < 0.8 * before, (before, after)
+    assert {"loss", "loss_p1", "accuracy_p8", "steps_per_second"} <= set(logged)
+    assert (tmp_path / "train").exists()
     trainer.save()
     loaded = fp.load_transformer(str(tmp_path))
     assert loaded.num_condition_tokens == C
-    np.testing.assert_allclose(loaded(model.input_ids(tokens, labels)),
-                               clone(model.input_ids(tokens, labels)), atol=1e-5)
+    ids = model.input_ids(batch["tokens"], batch["label"])
+    np.testing.assert_allclose(loaded(ids), clone(ids), atol=1e-5)
 
 
 @pytest.mark.parametrize("schedule,use_cache", [("8:2,1:2", True), ("1:4", False)])
