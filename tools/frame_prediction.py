@@ -85,6 +85,9 @@ def main(argv):
                              f"of the tokenizer's temporal factor {tokenizer.temporal_factor} "
                              f"in (0, {frames})")
     condition_tokens = FLAGS.condition_frames // tokenizer.temporal_factor * h * w
+    if FLAGS.train and not 0 < FLAGS.batch_size <= FLAGS.num_train_videos:
+        raise app.UsageError(f"--batch_size={FLAGS.batch_size} must be in "
+                             f"[1, --num_train_videos={FLAGS.num_train_videos}]")
     os.makedirs(FLAGS.model_dir, exist_ok=True)
 
     if FLAGS.train:

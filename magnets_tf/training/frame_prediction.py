@@ -46,7 +46,9 @@ class FramePredictionTrainer:
         self.log_every = int(log_every)
         self.seed = int(seed)
 
-    def _make_trainer(self, batch_size):
+    def build_trainer(self, batch_size):
+        """The compiled `NestedMaskGitTrainer` that `train` steps (also for inspecting its
+        masking and losses)."""
         trainer = trainer_lib.NestedMaskGitTrainer(
             self.model, global_batch_size=batch_size, seed=self.seed,
             total_steps=self.num_steps, label_smoothing=self.label_smoothing)
@@ -61,9 +63,17 @@ class FramePredictionTrainer:
         logged values (loss, per-model loss and masked-token accuracy, steps/s)."""
         tokens = np.asarray(tokens, np.int32)
         class_ids = np.asarray(class_ids, np.int32)
+        if tokens.ndim != 2 or tokens.shape[1] != self.model.num_tokens:
+            raise ValueError(f"tokens must be [clips, {self.model.num_tokens}], got shape "
+                             f"{tokens.shape}")
+        if class_ids.shape != (len(tokens),):
+            raise ValueError(f"class_ids must be [{len(tokens)}], got shape {class_ids.shape}")
+        if not 0 < int(batch_size) <= len(tokens):
+            raise ValueError(f"batch_size={batch_size} must be in [1, {len(tokens)}] (the "
+                             f"number of training clips)")
         data = (tf.data.Dataset.from_tensor_slices({"tokens": tokens, "label": class_ids})
                 .shuffle(len(tokens), seed=self.seed).repeat().batch(batch_size, True))
-        trainer = self._make_trainer(batch_size)
+        trainer = self.build_trainer(batch_size)
         train_function = trainer_lib.make_train_function(
             trainer, tf.distribute.get_strategy(), jit_compile=False)
         iterator = iter(data)

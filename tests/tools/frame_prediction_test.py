@@ -39,6 +39,14 @@ def test_condition_frames_must_match_the_temporal_factor(tokenizer_dir, tmp_path
 
 
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
+def test_batch_larger_than_the_training_set_is_a_usage_error(tokenizer_dir, tmp_path):
+    out = _run(f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={tmp_path / 'm'}",
+               "--condition_frames=2", "--num_train_videos=4", "--batch_size=8")
+    assert out.returncode != 0 and "--batch_size=8 must be in" in out.stderr
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
 def test_trains_and_compares_magnets_with_the_full_model(tokenizer_dir, tmp_path):
     model_dir = tmp_path / "model"
     out = _run(f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={model_dir}",

@@ -29,7 +29,7 @@ def _batch(size=8):
 
 
 def test_training_never_masks_condition_tokens(model, tmp_path):
-    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10)._make_trainer(64)
+    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10).build_trainer(64)
     counts = set()
     for step in range(3):
         _, _, mask = trainer.masked_inputs(_batch(64), tf.constant(step, tf.int64))
@@ -40,12 +40,24 @@ def test_training_never_masks_condition_tokens(model, tmp_path):
 
 
 def test_uses_the_general_eq3_update(model, tmp_path):
-    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10)._make_trainer(8)
+    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10).build_trainer(8)
     total, per_model, _, _, _ = trainer.compute_losses(_batch(), tf.constant(0, tf.int64),
                                                        training=False)
     assert total.shape == (8,) and set(per_model) == {1, 2, 4, 8}
     # Step 0: alpha = 1, so eq. 3 is the mean of the ground-truth CEs of every sub-model.
     np.testing.assert_allclose(total, sum(per_model.values()) / 4, rtol=1e-5)
+
+
+def test_bad_training_arrays_are_clear_errors(model, tmp_path):
+    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=2)
+    batch = _batch()
+    tokens, labels = batch["tokens"].numpy(), batch["label"].numpy()
+    with pytest.raises(ValueError, match="batch_size=16"):
+        trainer.train(tokens, labels, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match="tokens must be"):
+        trainer.train(tokens[:, :-1], labels, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="class_ids must be"):
+        trainer.train(tokens, labels[:3], batch_size=4, progress=False)
 
 
 @pytest.mark.slow
@@ -56,7 +68,7 @@ def test_a_few_training_steps_reduce_the_loss(model, tmp_path):
     clone.set_weights(model.get_weights())
     trainer = fp.FramePredictionTrainer(clone, str(tmp_path), num_steps=20,
                                         learning_rate=3e-3, warmup_steps=2, log_every=20)
-    probe = trainer._make_trainer(8)
+    probe = trainer.build_trainer(8)
     step0 = tf.constant(0, tf.int64)
     before = float(tf.reduce_mean(probe.compute_losses(batch, step0, training=False)[0]))
     logged = trainer.train(batch["tokens"].numpy(), batch["label"].numpy(), batch_size=8,
