@@ -13,6 +13,9 @@ OUT=${1:-runs/reference}
 STEPS=${STEPS:-3000}
 N=${N:-2000}
 SWEEP_N=${SWEEP_N:-1000}
+GIN_FILE=${GIN_FILE:-gin/fashion_mnist/magnets_tiny.gin}
+BATCH=${BATCH:-64}
+GT_ONLY=${GT_ONLY:-1}   # 0: skip the ground-truth-only twin (finding 5) and its sweep
 export TF_CPP_MIN_LOG_LEVEL=2
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT/stages"
@@ -36,14 +39,18 @@ stage tokens python tools/tokenize_dataset.py --tokenizer_dir="$TOKENIZER" \
 train() {  # train NAME CORE EXTRA_BINDING...
   local name=$1 core=$2; shift 2
   stage "train_$name" taskset -c "$core" python tools/train.py \
-    --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir="$OUT/$name" \
+    --gin_file="$GIN_FILE" --model_dir="$OUT/$name" \
     --train_steps="$STEPS" --progress=false \
-    --gin_bindings="TOKENS_DIR='$OUT/tokens/train'" --gin_bindings="train.batch_size=64" \
+    --gin_bindings="TOKENS_DIR='$OUT/tokens/train'" --gin_bindings="train.batch_size=$BATCH" \
     --gin_bindings="train.checkpoint_every=250" --gin_bindings="train.sample_every=1000" "$@"
 }
-train magnets 1 &
-train gt_only 0 --gin_bindings="NestedMaskGitTrainer.loss_mode='gt_only'" &
-wait
+if [[ "$GT_ONLY" == 1 ]]; then
+  train magnets 1 &
+  train gt_only 0 --gin_bindings="NestedMaskGitTrainer.loss_mode='gt_only'" &
+  wait
+else
+  train magnets 0,1
+fi
 
 stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
   --model_dir="$OUT/classifier" --epochs=3
@@ -60,12 +67,16 @@ stage sweep python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
   --tokenizer_dir="$TOKENIZER" --families=baseline,nested,cache,scale_down \
   --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
   --gin_bindings="make_plan.guidance_scale=2.0" --output_dir="$OUT/sweep"
-stage sweep_gt_only python tools/sweep_schedules.py --model_dir="$OUT/gt_only" \
-  --tokenizer_dir="$TOKENIZER" --families=baseline,nested \
-  --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
-  --gin_bindings="make_plan.guidance_scale=2.0" --output_dir="$OUT/sweep_gt_only"
+if [[ "$GT_ONLY" == 1 ]]; then
+  stage sweep_gt_only python tools/sweep_schedules.py --model_dir="$OUT/gt_only" \
+    --tokenizer_dir="$TOKENIZER" --families=baseline,nested \
+    --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
+    --gin_bindings="make_plan.guidance_scale=2.0" --output_dir="$OUT/sweep_gt_only"
+fi
+GT_CSV=()
+[[ "$GT_ONLY" == 1 ]] && GT_CSV=(--gt_only_csv="$OUT/sweep_gt_only/sweep.csv")
 stage findings python tools/findings_report.py --sweep_csv="$OUT/sweep/sweep.csv" \
-  --gt_only_csv="$OUT/sweep_gt_only/sweep.csv" --output="$OUT/findings.md"
+  "${GT_CSV[@]}" --output="$OUT/findings.md"
 stage benchmark python tools/benchmark.py --preset=tiny --grid=16 --codebook_size=512 \
   --num_classes=10 --steps=12 --cfg_last=4 --batch_size=50 --repeats=5 \
   --output_json="$OUT/benchmark.json"

@@ -1,6 +1,10 @@
 r"""Throughput of MaskGIT++ vs MaGNeTS decoding on this machine, same weights and batch.
 
 python tools/benchmark.py --preset=S --grid=16 --steps=12 --cfg_last=4 --batch_size=8 --output_json=/tmp/bench_S.json
+
+With --model_dir (tools/train.py output) the trained transformer is timed instead of a random
+--preset: its architecture, vocabulary and token grid replace --preset/--grid/--codebook_size/
+--num_classes.
 """
 import json
 import os
@@ -17,6 +21,7 @@ import gin  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.evaluation import benchmark  # noqa: E402
 from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
+from magnets_tf.training.trainer import load_transformer  # noqa: E402
 
 flags.DEFINE_enum("preset", "S", sorted(PRESETS), "Architecture preset (random weights).")
 flags.DEFINE_integer("grid", 16, "Token grid side: N = grid*grid tokens plus the class token.")
@@ -32,6 +37,8 @@ flags.DEFINE_integer("repeats", 5, "Timed repeats, interleaved (median reported;
 flags.DEFINE_integer("codebook_size", 1024, "VQ codebook size.")
 flags.DEFINE_integer("num_classes", 1000, "Number of classes.")
 flags.DEFINE_integer("seed", 0, "Seed of weights and decodes.")
+flags.DEFINE_string("model_dir", None, "Trained transformer folder (tools/train.py output) "
+                    "to time instead of a random --preset.")
 flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. make_plan settings).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
@@ -56,18 +63,30 @@ def main(argv):
         raise app.UsageError(f"bad gin config: {e}") from None
     if f.grid <= 0 or f.batch_size <= 0:
         raise app.UsageError("--grid and --batch_size must be positive")
-    try:
-        plan = make_plan(num_tokens=f.grid * f.grid, num_steps=f.steps,
-                         model_schedule=f.schedule, refresh=f.refresh,
-                         guidance_scale=f.guidance_scale if f.cfg_last else 0.0,
-                         guidance_steps=f.cfg_last)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
     import keras  # noqa: E402  (after flags: TF start-up is slow)
     keras.utils.set_random_seed(f.seed)
-    model = build_transformer(f.preset, codebook_size=f.codebook_size,
-                              num_classes=f.num_classes, num_tokens=f.grid * f.grid)
-    print(f"preset={f.preset} tokens={plan.num_tokens}+1 batch={f.batch_size} "
+    if f.model_dir:
+        try:
+            model = load_transformer(f.model_dir)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
+        if model.num_condition_tokens:
+            raise app.UsageError(f"{f.model_dir} is a frame-prediction model: "
+                                 "tools/frame_prediction.py times its decoders")
+        num_tokens, factors, label = model.num_tokens, tuple(model.factors), f.model_dir
+    else:
+        num_tokens, factors, label = f.grid * f.grid, (1, 2, 4, 8), f.preset
+    try:
+        plan = make_plan(num_tokens=num_tokens, num_steps=f.steps,
+                         model_schedule=f.schedule, refresh=f.refresh,
+                         guidance_scale=f.guidance_scale if f.cfg_last else 0.0,
+                         guidance_steps=f.cfg_last, available_factors=factors)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    if not f.model_dir:
+        model = build_transformer(f.preset, codebook_size=f.codebook_size,
+                                  num_classes=f.num_classes, num_tokens=num_tokens)
+    print(f"model={label} tokens={plan.num_tokens}+1 batch={f.batch_size} "
           f"repeats={f.repeats}\n{plan.describe()}", flush=True)
 
     def progress(done, total):
@@ -75,7 +94,8 @@ def main(argv):
 
     result = benchmark.run_benchmark(model, plan, batch_size=f.batch_size,
                                      repeats=f.repeats, seed=f.seed, progress=progress)
-    result["preset"] = f.preset
+    result["preset"] = None if f.model_dir else f.preset
+    result["model_dir"] = f.model_dir
     if f.output_json:
         _write_json(f.output_json, result)
     print(benchmark.format_table(result), flush=True)

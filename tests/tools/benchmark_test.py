@@ -42,3 +42,25 @@ def test_preset_s_meets_the_performance_targets(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert all(t["met"] for t in data["targets"].values()), result.stdout
+
+
+def test_model_dir_times_the_trained_architecture(tmp_path):
+    from magnets_tf.models.presets import build_transformer
+    from magnets_tf.training.trainer import save_transformer
+
+    model = build_transformer("tiny", codebook_size=32, num_classes=10, num_tokens=9,
+                              num_layers=1, hidden_size=32, mlp_dim=64)
+    (tmp_path / "model").mkdir()
+    save_transformer(model, str(tmp_path / "model"))
+    out = tmp_path / "bench.json"
+    result = _run(f"--model_dir={tmp_path / 'model'}", "--steps=4", "--cfg_last=2",
+                  "--schedule=8:1,4:1,2:1,1:1", "--batch_size=2", "--repeats=1",
+                  f"--output_json={out}")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["num_tokens"] == 9 and data["model_dir"] == str(tmp_path / "model")
+
+
+def test_missing_model_dir_is_a_usage_error(tmp_path):
+    result = _run(f"--model_dir={tmp_path}", "--steps=4", "--schedule=1:4", "--cfg_last=0")
+    assert result.returncode != 0 and "transformer_config.json not found" in result.stderr
