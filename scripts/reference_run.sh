@@ -3,8 +3,12 @@
 #
 #   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
 #
-# ~2.5 hours on 2 cores: tokenizer (or REUSE_TOKENIZER=dir), tokens, the MaGNeTS model
-# and a ground-truth-only twin (one core each, in parallel), the class-accuracy
+# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small, ~2.5 hours):
+#   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
+#     nohup bash scripts/reference_run.sh runs/reference_small > runs/reference_small.log 2>&1 &
+#
+# Defaults (tiny preset, ~2.5 hours on 2 cores): tokenizer (or REUSE_TOKENIZER=dir),
+# tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel), the class-accuracy
 # classifier, the headline evaluations (n=2000, class accuracy), the findings sweeps,
 # the findings table and the measured speedup. Every step skips work already done
 # (stage markers in OUT/stages), so an interrupted run resumes where it stopped.
@@ -77,8 +81,7 @@ GT_CSV=()
 [[ "$GT_ONLY" == 1 ]] && GT_CSV=(--gt_only_csv="$OUT/sweep_gt_only/sweep.csv")
 stage findings python tools/findings_report.py --sweep_csv="$OUT/sweep/sweep.csv" \
   "${GT_CSV[@]}" --output="$OUT/findings.md"
-stage benchmark python tools/benchmark.py --preset=tiny --grid=16 --codebook_size=512 \
-  --num_classes=10 --steps=12 --cfg_last=4 --batch_size=50 --repeats=5 \
-  --output_json="$OUT/benchmark.json"
+stage benchmark python tools/benchmark.py --model_dir="$OUT/magnets" --steps=12 --cfg_last=4 \
+  --batch_size=50 --repeats=5 --output_json="$OUT/benchmark.json"
 cat "$OUT/findings.md"
 tail -1 "$OUT/benchmark.log"
