@@ -3,13 +3,13 @@
 #
 #   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
 #
-# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small, ~2.5 hours):
+# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small, 1 h 45 min):
 #   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     nohup bash scripts/reference_run.sh runs/reference_small > runs/reference_small.log 2>&1 &
 #
 # Defaults (tiny preset, ~2.5 hours on 2 cores): tokenizer (or REUSE_TOKENIZER=dir),
-# tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel), the class-accuracy
-# classifier, the headline evaluations (n=2000, class accuracy), the findings sweeps,
+# tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel),
+# the class-accuracy classifier, the headline evaluations (n=2000, class accuracy), the findings sweeps,
 # the findings table and the measured speedup. Every step skips work already done
 # (stage markers in OUT/stages), so an interrupted run resumes where it stopped.
 set -euo pipefail

@@ -1,6 +1,11 @@
+from pathlib import Path
+
+import gin
 import pytest
 
+from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation.flops import ArchSpec, nested_param_count
+from magnets_tf.evaluation.generation import plan_gflops
 from magnets_tf.models.presets import PRESETS, build_transformer, preset_config
 
 
@@ -32,12 +37,6 @@ def test_unknown_preset_and_override():
 def test_fashion_mnist_small_gin_is_6x128_and_reaches_the_ratio_target():
     # The gin comment's claim: this shape is the smallest whose exact GFLOPs ratio for
     # 8:3,4:3,2:3,1:3 (256 tokens, 512 codes, guidance on 4 steps) reaches 2.5x.
-    import gin
-    from pathlib import Path
-
-    from magnets_tf.decoding.schedule import make_plan
-    from magnets_tf.evaluation.generation import plan_gflops
-
     root = Path(__file__).resolve().parents[2]
     gin.clear_config()
     try:
