@@ -66,6 +66,11 @@ def main(argv):
     import keras  # noqa: E402  (after flags: TF start-up is slow)
     keras.utils.set_random_seed(f.seed)
     if f.model_dir:
+        clashing = [name for name in ("preset", "grid", "codebook_size", "num_classes")
+                    if f[name].present]
+        if clashing:
+            raise app.UsageError(f"--model_dir sets the architecture and vocabulary: drop "
+                                 f"{', '.join('--' + n for n in clashing)}")
         try:
             model = load_transformer(f.model_dir)
         except ValueError as e:

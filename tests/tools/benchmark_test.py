@@ -64,3 +64,8 @@ def test_model_dir_times_the_trained_architecture(tmp_path):
 def test_missing_model_dir_is_a_usage_error(tmp_path):
     result = _run(f"--model_dir={tmp_path}", "--steps=4", "--schedule=1:4", "--cfg_last=0")
     assert result.returncode != 0 and "transformer_config.json not found" in result.stderr
+
+
+def test_model_dir_with_architecture_flags_is_a_usage_error(tmp_path):
+    result = _run(f"--model_dir={tmp_path}", "--preset=S", "--grid=8")
+    assert result.returncode != 0 and "drop --preset, --grid" in result.stderr
