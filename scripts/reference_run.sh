@@ -6,6 +6,10 @@
 # The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small, 1 h 45 min):
 #   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     nohup bash scripts/reference_run.sh runs/reference_small > runs/reference_small.log 2>&1 &
+# and its 3000-step continuation (RESUME_FROM: copy that run's checkpoints, train on to STEPS):
+#   STEPS=3000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
+#     RESUME_FROM=runs/reference_small/magnets \
+#     nohup bash scripts/reference_run.sh runs/reference_small_3k > runs/reference_small_3k.log 2>&1 &
 #
 # Defaults (tiny preset, ~2.5 hours on 2 cores): tokenizer (or REUSE_TOKENIZER=dir),
 # tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel),
@@ -20,6 +24,10 @@ SWEEP_N=${SWEEP_N:-1000}
 GIN_FILE=${GIN_FILE:-gin/fashion_mnist/magnets_tiny.gin}
 BATCH=${BATCH:-64}
 GT_ONLY=${GT_ONLY:-1}   # 0: skip the ground-truth-only twin (finding 5) and its sweep
+# RESUME_FROM=<run>/magnets: start the MaGNeTS model from that run's latest checkpoint (copied;
+# the source is never written) and train on to STEPS. The learning-rate and alpha schedules
+# then span STEPS, so at the resumed step they jump to their STEPS-long values.
+RESUME_FROM=${RESUME_FROM:-}
 export TF_CPP_MIN_LOG_LEVEL=2
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT/stages"
@@ -31,6 +39,19 @@ stage() {  # stage NAME COMMAND...: runs COMMAND once, logging to OUT/NAME.log
   "$@" > "$OUT/$name.log" 2>&1
   touch "$OUT/stages/$name.done"
 }
+
+if [[ -n "$RESUME_FROM" ]]; then
+  if [[ "$GT_ONLY" == 1 ]]; then
+    echo "RESUME_FROM continues the MaGNeTS model only: set GT_ONLY=0" >&2; exit 2
+  fi
+  if [[ ! -e "$RESUME_FROM/checkpoints/checkpoint" ]]; then
+    echo "RESUME_FROM=$RESUME_FROM has no checkpoints/checkpoint (not a tools/train.py model_dir?)" >&2
+    exit 2
+  fi
+  if [[ ! -e "$OUT/magnets/checkpoints" ]]; then
+    mkdir -p "$OUT/magnets" && cp -r "$RESUME_FROM/checkpoints" "$OUT/magnets/"
+  fi
+fi
 
 TOKENIZER=${REUSE_TOKENIZER:-$OUT/tokenizer}
 if [[ -z "${REUSE_TOKENIZER:-}" ]]; then
