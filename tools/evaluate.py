@@ -129,6 +129,9 @@ def main(argv):
           f"recall {metrics['recall']:.3f}  GFLOPs/image exact {metrics['gflops_exact']:.3f} "
           f"paper {metrics['gflops_paper']:.3f}"
           + (f"  class accuracy {metrics['class_accuracy']:.3f}" if classify else ""))
+    if classify:
+        print("class accuracy per conditioned class: " + " ".join(
+            f"{c}:{a:.2f}" for c, a in enumerate(metrics["class_accuracy_per_class"])))
     print(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
 
 

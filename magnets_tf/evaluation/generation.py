@@ -24,6 +24,21 @@ def balanced_class_ids(n, num_classes):
     return (np.arange(n) % num_classes).astype(np.int32)
 
 
+def class_confusion(conditioned, predicted, num_classes):
+    """[C, C] counts: row = the class a sample was conditioned on, column = the class the
+    classifier saw in it (the diagonal is what class accuracy counts)."""
+    conditioned = np.asarray(conditioned).astype(np.int64).ravel()
+    predicted = np.asarray(predicted).astype(np.int64).ravel()
+    if conditioned.shape != predicted.shape:
+        raise ValueError(f"{predicted.size} predicted labels for {conditioned.size} samples")
+    bad = predicted[(predicted < 0) | (predicted >= num_classes)]
+    if bad.size:
+        raise ValueError(f"classifier returned label {int(bad[0])} outside the model's "
+                         f"{num_classes} classes (wrong classifier for this model?)")
+    return np.bincount(conditioned * num_classes + predicted,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
 def _decoder_class():
     try:
         from magnets_tf.decoding.decoder import Decoder
@@ -81,13 +96,15 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
     precision, recall, inception score when the extractor has logits, GFLOPs/image
     (exact and paper), decode and feature seconds/image, and the small-sample note.
     With `classify(images) -> labels`, also `class_accuracy`: the fraction of samples
-    recognised as the class they were conditioned on.
+    recognised as the class they were conditioned on, `class_accuracy_per_class` and
+    `class_confusion` (`class_confusion` rows).
     """
     stats = fid.RunningStats(reference["mu"].shape[0])
     pools, logits, kept = [], [], []
     decode_seconds = feature_seconds = 0.0
     conditioned = balanced_class_ids(n, model.num_classes)
-    recognised = seen = 0
+    confusion = 0
+    seen = 0
     start = time.time()
     for images in generate_images(model, plan, decode_fn, n, batch_size, seed, jit_compile,
                                   progress):
@@ -99,8 +116,9 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
         feature_seconds += time.time() - start
         stats.update(feats["pool"])
         if classify is not None:
-            predicted = np.asarray(classify(np.clip(images, 0.0, 1.0)))
-            recognised += int(np.sum(predicted == conditioned[seen:seen + len(images)]))
+            confusion = confusion + class_confusion(
+                conditioned[seen:seen + len(images)], classify(np.clip(images, 0.0, 1.0)),
+                model.num_classes)
         seen += len(images)
         pools.append(feats["pool"])
         if "logits" in feats:
@@ -117,7 +135,10 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
                                     splits=min(10, metrics["n"]))
         metrics.update(inception_score=score["is_mean"], inception_score_std=score["is_std"])
     if classify is not None:
-        metrics["class_accuracy"] = recognised / metrics["n"]
+        per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+        metrics.update(class_accuracy=float(np.trace(confusion)) / metrics["n"],
+                       class_accuracy_per_class=[round(float(a), 4) for a in per_class],
+                       class_confusion=confusion.tolist())
     metrics.update(plan_gflops(model, plan))
     metrics.update(decode_seconds_per_image=decode_seconds / metrics["n"],
                    feature_seconds_per_image=feature_seconds / metrics["n"],

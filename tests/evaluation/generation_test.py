@@ -31,6 +31,15 @@ def test_balanced_class_ids():
         generation.balanced_class_ids(3, 0)
 
 
+def test_class_confusion_counts_conditioned_against_predicted():
+    confusion = generation.class_confusion([0, 0, 1, 2, 2], np.array([0, 1, 1, 0, 0]), 3)
+    assert confusion.tolist() == [[1, 1, 0], [0, 1, 0], [2, 0, 0]]
+    with pytest.raises(ValueError, match="label 3 outside the model's 3 classes"):
+        generation.class_confusion([0, 1], [0, 3], 3)
+    with pytest.raises(ValueError, match="1 predicted labels for 2 samples"):
+        generation.class_confusion([0, 1], [0], 3)
+
+
 def test_generate_images_pads_the_last_batch_and_is_seeded(generator):
     model, decode_fn = generator
     plan = generation.make_model_plan(model, num_steps=4, model_schedule="8:1,4:1,2:1,1:1")
@@ -64,6 +73,8 @@ def test_evaluate_plan_reports_metrics_n_and_exact_gflops(generator, tmp_path):
     assert metrics["n"] == 8 and metrics["n_reference"] == 12
     # Samples are conditioned on classes 0..7 once each: a constant-0 classifier is right once.
     assert metrics["class_accuracy"] == pytest.approx(1 / 8)
+    assert metrics["class_accuracy_per_class"][:8] == [1.0] + [0.0] * 7
+    assert np.sum(metrics["class_confusion"]) == 8 and metrics["class_confusion"][5][0] == 1
     assert metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1 and 0 <= metrics["recall"] <= 1
     arch = flops.ArchSpec.from_model(model)
     assert metrics["gflops_exact"] == pytest.approx(sum(flops.exact_gflops(arch, plan)))
