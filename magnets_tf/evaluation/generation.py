@@ -97,7 +97,7 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
     (exact and paper), decode and feature seconds/image, and the small-sample note.
     With `classify(images) -> labels`, also `class_accuracy`: the fraction of samples
     recognised as the class they were conditioned on, `class_accuracy_per_class` and
-    `class_confusion` (`class_confusion` rows).
+    `class_confusion` (rows: conditioned class, columns: recognised class).
     """
     stats = fid.RunningStats(reference["mu"].shape[0])
     pools, logits, kept = [], [], []
