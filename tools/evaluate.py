@@ -97,22 +97,30 @@ def main(argv):
     except (ImportError, ValueError, OSError) as e:
         raise app.UsageError(str(e)) from None
     print(plan.describe())
+    is_video = hasattr(decode_fn.tokenizer, "video_shape")
+    classify = None
+    if FLAGS.classifier_dir:
+        if is_video:
+            raise app.UsageError("--classifier_dir: class accuracy is measured on images; "
+                                 f"{FLAGS.tokenizer_dir} is a video tokenizer")
+        try:
+            class_model = classifier.load_classifier(FLAGS.classifier_dir)
+        except (ValueError, OSError) as e:
+            raise app.UsageError(str(e)) from None
+        if class_model.output_shape[-1] != model.num_classes:
+            raise app.UsageError(
+                f"--classifier_dir={FLAGS.classifier_dir} tells {class_model.output_shape[-1]} "
+                f"classes apart but the model is conditioned on {model.num_classes}")
+        classify = lambda images: classifier.predict_classes(class_model, images)  # noqa: E731
     extractor = InceptionFeatureExtractor(weights_path=FLAGS.fid_weights,
                                           cache_dir=FLAGS.cache_dir)
-    if hasattr(decode_fn.tokenizer, "video_shape"):
+    if is_video:
         return evaluate_video(model, plan, decode_fn, extractor, dataset, split)
     try:
         reference = fid.reference_statistics(dataset, split, extractor, n=FLAGS.reference_n,
                                              cache_dir=FLAGS.cache_dir)
     except (ValueError, OSError) as e:
         raise app.UsageError(f"reference {FLAGS.reference}: {e}") from None
-    classify = None
-    if FLAGS.classifier_dir:
-        try:
-            class_model = classifier.load_classifier(FLAGS.classifier_dir)
-        except (ValueError, OSError) as e:
-            raise app.UsageError(str(e)) from None
-        classify = lambda images: classifier.predict_classes(class_model, images)  # noqa: E731
     metrics, images = generation.evaluate_plan(
         model, plan, decode_fn, extractor, reference, FLAGS.num_samples, FLAGS.batch_size,
         seed=FLAGS.seed, jit_compile=FLAGS.jit_compile, classify=classify)

@@ -119,6 +119,19 @@ def video_checkpoints(tmp_path_factory):
     return root
 
 
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
+def test_classifier_with_other_classes_is_a_usage_error(checkpoints, tmp_path):
+    from magnets_tf.evaluation import classifier
+    classifier.save_classifier(classifier.build_classifier(num_classes=4), tmp_path / "cls",
+                               {"test_accuracy": 0.0})
+    out = _run("evaluate.py", f"--model_dir={checkpoints / 'transformer'}",
+               f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--num_samples=2",
+               f"--classifier_dir={tmp_path / 'cls'}", f"--output_dir={tmp_path / 'eval'}")
+    assert out.returncode != 0
+    assert "tells 4 classes apart but the model is conditioned on 10" in out.stderr
+    assert not (tmp_path / "eval").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
 @pytest.mark.parametrize("task", ["predict", "generate"])
