@@ -3,10 +3,11 @@
 #
 #   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
 #
-# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small, 1 h 45 min):
+# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small) in two legs: 1500 steps
+# (1 h 45 min with its evaluations)
 #   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     nohup bash scripts/reference_run.sh runs/reference_small > runs/reference_small.log 2>&1 &
-# and its 3000-step continuation (RESUME_FROM: copy that run's checkpoints, train on to STEPS):
+# then resumed to 3000 steps (RESUME_FROM: copy that run's checkpoints, train on to STEPS):
 #   STEPS=3000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     RESUME_FROM=runs/reference_small/magnets \
 #     nohup bash scripts/reference_run.sh runs/reference_small_3k > runs/reference_small_3k.log 2>&1 &

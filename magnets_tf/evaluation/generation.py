@@ -103,7 +103,7 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
     pools, logits, kept = [], [], []
     decode_seconds = feature_seconds = 0.0
     conditioned = balanced_class_ids(n, model.num_classes)
-    confusion = 0
+    confusion = np.zeros((model.num_classes, model.num_classes), np.int64)
     seen = 0
     start = time.time()
     for images in generate_images(model, plan, decode_fn, n, batch_size, seed, jit_compile,
@@ -116,7 +116,7 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
         feature_seconds += time.time() - start
         stats.update(feats["pool"])
         if classify is not None:
-            confusion = confusion + class_confusion(
+            confusion += class_confusion(
                 conditioned[seen:seen + len(images)], classify(np.clip(images, 0.0, 1.0)),
                 model.num_classes)
         seen += len(images)
