@@ -33,11 +33,14 @@ export TF_CPP_MIN_LOG_LEVEL=2
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT/stages"
 
-stage() {  # stage NAME COMMAND...: runs COMMAND once, logging to OUT/NAME.log
+stage() {  # stage NAME COMMAND...: runs COMMAND once, appending to OUT/NAME.log
   local name=$1; shift
   if [[ -e "$OUT/stages/$name.done" ]]; then echo "[$name] done before"; return; fi
   echo "[$name] $*"
-  "$@" > "$OUT/$name.log" 2>&1
+  # Appended, so that an interrupted stage's log (e.g. the first leg of a training that
+  # resumes from its checkpoint) is kept.
+  echo "== $(date -u +%FT%TZ) $*" >> "$OUT/$name.log"
+  "$@" >> "$OUT/$name.log" 2>&1
   touch "$OUT/stages/$name.done"
 }
 

@@ -93,7 +93,11 @@ def run_stage(out, name, argv, log_name=None):
     print(f"[{name}] {' '.join(argv[1:])}", flush=True)
     start = time.time()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    with open(log, "w") as f:
+    # Appended: a stage interrupted and re-run (a training resumes from its checkpoint)
+    # keeps the log of its first attempt.
+    with open(log, "a") as f:
+        f.write(f"== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv[1:])}\n")
+        f.flush()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env, cwd=ROOT)
         last = ""

@@ -22,7 +22,8 @@ def test_stage_runs_once_then_resumes(tmp_path, capsys):
     quickstart.run_stage(tmp_path, "demo", argv)
     assert counter.read_text() == "1"
     assert "done earlier, skipped" in capsys.readouterr().out
-    assert (tmp_path / "logs" / "demo.log").read_text().strip() == "ok"
+    log = (tmp_path / "logs" / "demo.log").read_text().splitlines()
+    assert log[0].startswith("== ") and log[1:] == ["ok"]
 
 
 def test_failed_stage_names_itself_and_leaves_no_marker(tmp_path):
@@ -30,6 +31,15 @@ def test_failed_stage_names_itself_and_leaves_no_marker(tmp_path):
     with pytest.raises(RuntimeError, match=r"stage broken failed \(exit 3\)[\s\S]*bad input"):
         quickstart.run_stage(tmp_path, "broken", argv)
     assert not (tmp_path / "stages" / "broken.done").exists()
+
+
+def test_rerun_of_a_failed_stage_keeps_the_first_attempts_log(tmp_path):
+    quickstart.run_stage(tmp_path, "flaky", [sys.executable, "-c", "print('ok')"])
+    (tmp_path / "stages" / "flaky.done").unlink()  # as if the first attempt was interrupted
+    with pytest.raises(RuntimeError, match="stage flaky failed"):
+        quickstart.run_stage(tmp_path, "flaky", [sys.executable, "-c", "exit('second')"])
+    log = (tmp_path / "logs" / "flaky.log").read_text()
+    assert log.count("== ") == 2 and "ok" in log and "second" in log
 
 
 def test_report_table(tmp_path):
