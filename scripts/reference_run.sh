@@ -3,7 +3,7 @@
 #
 #   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
 #
-# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small) in two legs: 1500 steps
+# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small) in three legs: 1500 steps
 # (1 h 45 min with its evaluations)
 #   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     nohup bash scripts/reference_run.sh runs/reference_small > runs/reference_small.log 2>&1 &
@@ -11,6 +11,10 @@
 #   STEPS=3000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     RESUME_FROM=runs/reference_small/magnets \
 #     nohup bash scripts/reference_run.sh runs/reference_small_3k > runs/reference_small_3k.log 2>&1 &
+# and the same again from that run to 6000 steps (the committed model):
+#   STEPS=6000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
+#     RESUME_FROM=runs/reference_small_3k/magnets \
+#     nohup bash scripts/reference_run.sh runs/reference_small_6k > runs/reference_small_6k.log 2>&1 &
 #
 # Defaults (tiny preset, ~2.5 hours on 2 cores): tokenizer (or REUSE_TOKENIZER=dir),
 # tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel),
