@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags, logging  # noqa: E402
+from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
@@ -56,6 +57,7 @@ def _write_json(path, result):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     f = flags.FLAGS
     try:
         parse_gin(f.gin_file, f.gin_bindings)

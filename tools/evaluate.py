@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
@@ -79,6 +80,7 @@ def write_json(path, payload):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     for name in ("model_dir", "tokenizer_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
@@ -128,7 +130,7 @@ def main(argv):
                    schedule=",".join(f"{p}:{k}" for p, k in plan.model_schedule),
                    steps=plan.num_steps, cache=plan.use_cache, refresh=plan.refresh,
                    guidance_scale=plan.guidance_scale, guidance_steps=plan.guidance_steps,
-                   seed=FLAGS.seed)
+                   seed=FLAGS.seed, xla_flags=os.environ.get("XLA_FLAGS", ""))
     out = Path(FLAGS.output_dir)
     write_json(out / "metrics.json", metrics)
     generation.save_image_grid(images, out / "samples.png")
@@ -193,7 +195,8 @@ def evaluate_video(model, plan, decode_fn, extractor, dataset, split):
     metrics.update(generation.plan_gflops(model, plan), reference=FLAGS.reference,
                    model_dir=FLAGS.model_dir, clip_shape=list(tokenizer.video_shape),
                    schedule=",".join(f"{p}:{k}" for p, k in plan.model_schedule),
-                   steps=plan.num_steps, cache=plan.use_cache, seed=FLAGS.seed)
+                   steps=plan.num_steps, cache=plan.use_cache, seed=FLAGS.seed,
+                   xla_flags=os.environ.get("XLA_FLAGS", ""))
     write_json(out / "metrics.json", metrics)
     rows = np.clip(shown, 0, 1)
     s, t = rows.shape[:2]

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 
 from magnets_tf.data.video import moving_mnist_arrays  # noqa: E402
@@ -62,6 +63,7 @@ def _save_grid(path, clips, rows):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     FLAGS = flags.FLAGS
     for path in FLAGS.gin_file:
         if not os.path.exists(path):

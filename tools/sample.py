@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
@@ -136,6 +137,7 @@ def write_png(path, array):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     f = flags.FLAGS
     if bool(f.model_dir) == bool(f.random_init):
         raise app.UsageError("give exactly one of --model_dir and --random_init")

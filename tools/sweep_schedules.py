@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 import gin  # noqa: E402
 
@@ -55,6 +56,7 @@ def _ints(values, name):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     for name in ("model_dir", "tokenizer_dir", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")

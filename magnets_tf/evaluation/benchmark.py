@@ -154,7 +154,8 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
                                      met=bool(baseline_efficiency
                                               >= TARGET_BASELINE_EFFICIENCY))),
         machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
-                     tensorflow=tf.__version__, load_average_before=load_before,
+                     tensorflow=tf.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
+                     load_average_before=load_before,
                      load_average_after=_load_average()))
     return result
 
@@ -170,6 +171,9 @@ def format_table(result):
                     f"{r['achieved_gflop_per_s']:8.1f} {r['efficiency']:5.2f}")
     rows.append(f"matmul {result['matmul']['shape']}: {result['matmul']['gflop_per_s']:.1f} "
                 f"GFLOP/s (2 FLOPs per multiply-add)")
+    xla_flags = result.get("machine", {}).get("xla_flags")
+    if xla_flags:
+        rows.append(f"XLA_FLAGS={xla_flags}")
     rows.append(f"exact GFLOPs ratio {result['exact_flop_ratio']:.2f}, paper ratio "
                 f"{result['paper_flop_ratio']:.2f}, speedup/exact ratio "
                 f"{result['speedup_over_exact_ratio']:.2f}")

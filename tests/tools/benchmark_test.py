@@ -27,6 +27,11 @@ def test_tiny_benchmark_writes_json_and_summary_line(tmp_path):
                                             / data["magnets"]["latency_s"])
     assert data["exact_flop_ratio"] > 1 and data["paper_flop_ratio"] > 1
     assert data["matmul"]["gflop_per_s"] > 0
+    # 512-bit XLA vectors exactly where the host has AVX-512 (and the caller chose no width).
+    from magnets_tf import xla_cpu
+    if xla_cpu.vector_width() is None:
+        asked = "--xla_cpu_prefer_vector_width=512" in data["machine"]["xla_flags"]
+        assert asked == xla_cpu.host_has_avx512()
 
 
 def test_bad_plan_is_a_usage_error():

@@ -100,6 +100,12 @@ def test_gin_bindings_reach_the_plan(checkpoints, tmp_path):
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["schedule"] == "8:1,1:2" and metrics["steps"] == 3
+    from magnets_tf import xla_cpu  # the float setting the numbers were made with
+    if xla_cpu.vector_width() is None:
+        asked = "--xla_cpu_prefer_vector_width=512" in metrics["xla_flags"]
+        assert asked == xla_cpu.host_has_avx512()
+    else:
+        assert metrics["xla_flags"] == os.environ["XLA_FLAGS"]
 
 
 @pytest.fixture(scope="module")
