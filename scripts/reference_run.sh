@@ -18,7 +18,8 @@
 #
 # Defaults (tiny preset, ~2.5 hours on 2 cores): tokenizer (or REUSE_TOKENIZER=dir),
 # tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel),
-# the class-accuracy classifier, the headline evaluations (n=2000, class accuracy), the findings sweeps,
+# the class-accuracy classifier, the headline evaluations (n=2000, class accuracy; guidance scale 2,
+# then GUIDANCE_CLASS=12 for the class-conditional pair), the findings sweeps,
 # the findings table and the measured speedup. Every step skips work already done
 # (stage markers in OUT/stages), so an interrupted run resumes where it stopped.
 set -euo pipefail
@@ -28,6 +29,7 @@ N=${N:-2000}
 SWEEP_N=${SWEEP_N:-1000}
 GIN_FILE=${GIN_FILE:-gin/fashion_mnist/magnets_tiny.gin}
 BATCH=${BATCH:-64}
+GUIDANCE_CLASS=${GUIDANCE_CLASS:-12}  # guidance scale of the second headline pair (class accuracy)
 GT_ONLY=${GT_ONLY:-1}   # 0: skip the ground-truth-only twin (finding 5) and its sweep
 # RESUME_FROM=<run>/magnets: start the MaGNeTS model from that run's latest checkpoint (copied;
 # the source is never written) and train on to STEPS. The learning-rate and alpha schedules
@@ -88,6 +90,9 @@ fi
 stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
   --model_dir="$OUT/classifier" --epochs=3
 
+COMMON_CLASS=(--model_dir="$OUT/magnets" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
+              --steps=12 --cfg_last=4 --guidance_scale="$GUIDANCE_CLASS" --batch_size=50
+              --num_samples="$N" --classifier_dir="$OUT/classifier")
 COMMON=(--model_dir="$OUT/magnets" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
         --steps=12 --cfg_last=4 --guidance_scale=2.0 --batch_size=50)
 stage eval_magnets python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
@@ -96,6 +101,12 @@ stage eval_magnets python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
 stage eval_maskgit_pp python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
   --schedule=1:12 --cache=false --classifier_dir="$OUT/classifier" \
   --output_dir="$OUT/eval/maskgit_pp"
+# The same pair at a strong guidance scale: the class-conditional setting (class accuracy).
+stage eval_magnets_g$GUIDANCE_CLASS python tools/evaluate.py "${COMMON_CLASS[@]}" \
+  --schedule=8:3,4:3,2:3,1:3 --cache=true --refresh=model_change \
+  --output_dir="$OUT/eval/magnets_g$GUIDANCE_CLASS"
+stage eval_maskgit_pp_g$GUIDANCE_CLASS python tools/evaluate.py "${COMMON_CLASS[@]}" \
+  --schedule=1:12 --cache=false --output_dir="$OUT/eval/maskgit_pp_g$GUIDANCE_CLASS"
 stage sweep python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
   --tokenizer_dir="$TOKENIZER" --families=baseline,nested,cache,scale_down \
   --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \

@@ -19,12 +19,17 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "fashion_mni
 def test_reference_model_matches_its_recorded_gflops_and_decodes(model_dir, metrics):
     model = load_transformer(str(CHECKPOINTS / model_dir))
     recorded = json.loads((CHECKPOINTS / metrics).read_text())
-    for name, schedule, cache in (("magnets", ((8, 3), (4, 3), (2, 3), (1, 3)), True),
-                                  ("maskgit_pp", ((1, 12),), False)):
-        plan = make_plan(num_tokens=model.num_tokens, model_schedule=schedule,
-                         use_cache=cache, guidance_scale=2.0, guidance_steps=4)
-        assert plan_gflops(model, plan)["gflops_exact"] == pytest.approx(
-            recorded[name]["gflops_exact"], rel=1e-6)
+    # Rows at other guidance scales (e.g. "guidance_12") decode the same plans.
+    rows = [(recorded, 2.0)] + [(recorded[key], recorded[key]["magnets"]["guidance_scale"])
+                                for key in recorded if key.startswith("guidance_")]
+    for row, scale in rows:
+        for name, schedule, cache in (("magnets", ((8, 3), (4, 3), (2, 3), (1, 3)), True),
+                                      ("maskgit_pp", ((1, 12),), False)):
+            assert row[name]["guidance_scale"] == scale
+            plan = make_plan(num_tokens=model.num_tokens, model_schedule=schedule,
+                             use_cache=cache, guidance_scale=scale, guidance_steps=4)
+            assert plan_gflops(model, plan)["gflops_exact"] == pytest.approx(
+                row[name]["gflops_exact"], rel=1e-6)
     tokenizer = load_tokenizer(CHECKPOINTS / "tokenizer")
     plan = make_plan(num_tokens=model.num_tokens, guidance_scale=2.0, guidance_steps=4)
     decoder = Decoder(model, plan, batch_size=2, jit_compile=False)
