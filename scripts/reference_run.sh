@@ -90,23 +90,19 @@ fi
 stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
   --model_dir="$OUT/classifier" --epochs=3
 
-COMMON_CLASS=(--model_dir="$OUT/magnets" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
-              --steps=12 --cfg_last=4 --guidance_scale="$GUIDANCE_CLASS" --batch_size=50
-              --num_samples="$N" --classifier_dir="$OUT/classifier")
 COMMON=(--model_dir="$OUT/magnets" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
-        --steps=12 --cfg_last=4 --guidance_scale=2.0 --batch_size=50)
-stage eval_magnets python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
-  --schedule=8:3,4:3,2:3,1:3 --cache=true --refresh=model_change \
-  --classifier_dir="$OUT/classifier" --output_dir="$OUT/eval/magnets"
-stage eval_maskgit_pp python tools/evaluate.py "${COMMON[@]}" --num_samples="$N" \
-  --schedule=1:12 --cache=false --classifier_dir="$OUT/classifier" \
-  --output_dir="$OUT/eval/maskgit_pp"
-# The same pair at a strong guidance scale: the class-conditional setting (class accuracy).
-stage eval_magnets_g$GUIDANCE_CLASS python tools/evaluate.py "${COMMON_CLASS[@]}" \
-  --schedule=8:3,4:3,2:3,1:3 --cache=true --refresh=model_change \
-  --output_dir="$OUT/eval/magnets_g$GUIDANCE_CLASS"
-stage eval_maskgit_pp_g$GUIDANCE_CLASS python tools/evaluate.py "${COMMON_CLASS[@]}" \
-  --schedule=1:12 --cache=false --output_dir="$OUT/eval/maskgit_pp_g$GUIDANCE_CLASS"
+        --steps=12 --cfg_last=4 --batch_size=50 --num_samples="$N"
+        --classifier_dir="$OUT/classifier")
+# Headline pairs: guidance scale 2 (the sweeps' setting; stages eval_magnets, eval_maskgit_pp),
+# then GUIDANCE_CLASS, the class-conditional setting (stages eval_magnets_g12, ...).
+for scale in 2.0 "$GUIDANCE_CLASS"; do
+  suffix=$([[ "$scale" == 2.0 ]] && echo "" || echo "_g$scale")
+  stage "eval_magnets$suffix" python tools/evaluate.py "${COMMON[@]}" --guidance_scale="$scale" \
+    --schedule=8:3,4:3,2:3,1:3 --cache=true --refresh=model_change \
+    --output_dir="$OUT/eval/magnets$suffix"
+  stage "eval_maskgit_pp$suffix" python tools/evaluate.py "${COMMON[@]}" --guidance_scale="$scale" \
+    --schedule=1:12 --cache=false --output_dir="$OUT/eval/maskgit_pp$suffix"
+done
 stage sweep python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
   --tokenizer_dir="$TOKENIZER" --families=baseline,nested,cache,scale_down \
   --num_samples="$SWEEP_N" --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
