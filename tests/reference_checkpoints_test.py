@@ -8,8 +8,8 @@ import pytest
 from magnets_tf.decoding.decoder import Decoder
 from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation.generation import plan_gflops
-from magnets_tf.training.tokenizer_trainer import load_tokenizer
-from magnets_tf.training.trainer import load_transformer
+from magnets_tf.models.saving import load_tokenizer
+from magnets_tf.models.saving import load_transformer
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "fashion_mnist"
 

@@ -6,10 +6,7 @@ With --model_dir (tools/train.py output) the trained transformer is timed instea
 --preset: its architecture, vocabulary and token grid replace --preset/--grid/--codebook_size/
 --num_classes.
 """
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,7 +19,8 @@ import gin  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.evaluation import benchmark  # noqa: E402
 from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
-from magnets_tf.training.trainer import load_transformer  # noqa: E402
+from magnets_tf.models.saving import load_transformer  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 
 flags.DEFINE_enum("preset", "S", sorted(PRESETS), "Architecture preset (random weights).")
 flags.DEFINE_integer("grid", 16, "Token grid side: N = grid*grid tokens plus the class token.")
@@ -43,15 +41,6 @@ flags.DEFINE_string("model_dir", None, "Trained transformer folder (tools/train.
 flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. make_plan settings).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
-
-
-def _write_json(path, result):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -104,7 +93,7 @@ def main(argv):
     result["preset"] = None if f.model_dir else f.preset
     result["model_dir"] = f.model_dir
     if f.output_json:
-        _write_json(f.output_json, result)
+        files.write_json(f.output_json, result)
     print(benchmark.format_table(result), flush=True)
 
 

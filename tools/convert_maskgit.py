@@ -9,7 +9,6 @@ transformer.weights.h5). flax is not needed. The official transformer has no nul
 class: a new row is inserted (mean class embedding), so classifier-free guidance needs
 fine-tuning with label dropout before use.
 """
-import json
 import os
 import shutil
 import sys
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app, flags  # noqa: E402
 
 from magnets_tf.checkpoints import maskgit  # noqa: E402
-from magnets_tf.training.tokenizer_trainer import save_tokenizer  # noqa: E402
+from magnets_tf.models.saving import save_tokenizer, save_transformer  # noqa: E402
 
 flags.DEFINE_string("tokenizer_checkpoint", None, "Official VQGAN tokenizer msgpack file.")
 flags.DEFINE_string("transformer_checkpoint", None, "Official MaskGIT transformer msgpack file.")
@@ -30,10 +29,6 @@ flags.DEFINE_integer("image_size", 256, "Image size the tokenizer is used at (25
 flags.DEFINE_integer("codebook_size", 1024, "Codebook size of the transformer's vocabulary.")
 flags.DEFINE_bool("overwrite", False, "Replace existing converted models in --output_dir.")
 flags.mark_flag_as_required("output_dir")
-
-TRANSFORMER_CONFIG = "transformer_config.json"
-TRANSFORMER_WEIGHTS = "transformer.weights.h5"
-
 
 def _publish(tmp, final, overwrite):
     """Renames a finished temp dir into place (old one removed only afterwards)."""
@@ -59,12 +54,6 @@ def _write(output_dir, name, save, overwrite):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _save_transformer(model, path):
-    with open(os.path.join(path, TRANSFORMER_CONFIG), "w") as f:
-        json.dump(model.get_config(), f, indent=2)
-    model.save_weights(os.path.join(path, TRANSFORMER_WEIGHTS))
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -81,7 +70,7 @@ def main(argv):
         if fl.transformer_checkpoint:
             model = maskgit.transformer_from_checkpoint(fl.transformer_checkpoint,
                                                         fl.codebook_size)
-            _write(fl.output_dir, "transformer", lambda p: _save_transformer(model, p),
+            _write(fl.output_dir, "transformer", lambda p: save_transformer(model, p),
                    fl.overwrite)
             print(f"transformer: {model.num_layers} layers, width {model.hidden_size}, "
                   f"{model.num_classes} classes, {model.num_tokens} tokens, "

@@ -14,10 +14,8 @@ Inception averaged over time offline; I3D from --i3d_path), and for frame predic
 (num_condition_tokens > 0) also per-frame MSE/PSNR of the predicted frames; samples.png
 holds one clip per row.
 """
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app, flags  # noqa: E402
 from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
+from magnets_tf.utils import images as images_lib  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 import gin  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -66,15 +66,6 @@ def parse_reference(text):
     if len(parts) != 2 or not all(parts):
         raise app.UsageError(f"--reference must be dataset:split, got {text!r}")
     return parts
-
-
-def write_json(path, payload):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -132,8 +123,8 @@ def main(argv):
                    guidance_scale=plan.guidance_scale, guidance_steps=plan.guidance_steps,
                    seed=FLAGS.seed, xla_flags=os.environ.get("XLA_FLAGS", ""))
     out = Path(FLAGS.output_dir)
-    write_json(out / "metrics.json", metrics)
-    generation.save_image_grid(images, out / "samples.png")
+    files.write_json(out / "metrics.json", metrics)
+    images_lib.save_image_grid(images, out / "samples.png", columns=8)
     print(f"FID {metrics['fid']:.2f} (n={metrics['n']} vs {metrics['n_reference']} "
           f"{FLAGS.reference}; biased upward at small n)  precision {metrics['precision']:.3f} "
           f"recall {metrics['recall']:.3f}  GFLOPs/image exact {metrics['gflops_exact']:.3f} "
@@ -150,7 +141,8 @@ def evaluate_video(model, plan, decode_fn, extractor, dataset, split):
     from magnets_tf.data.video import MOVING_MNIST_SOURCES, moving_mnist_arrays
     from magnets_tf.data.video import opencv_clip_arrays
     from magnets_tf.evaluation import fvd, generation
-    from magnets_tf.training import frame_prediction
+    from magnets_tf.data.video import condition_frames as condition_frames_of
+    from magnets_tf.evaluation import frame_prediction
 
     tokenizer = decode_fn.tokenizer
     frames, height, width, _ = tokenizer.video_shape
@@ -171,8 +163,8 @@ def evaluate_video(model, plan, decode_fn, extractor, dataset, split):
                else fvd.InceptionFrameFeatures(extractor))
     out = Path(FLAGS.output_dir)
     if plan.num_condition_tokens:
-        t, h, w = tokenizer.grid_shape
-        condition_frames = plan.num_condition_tokens // (h * w) * (frames // t)
+        condition_frames = condition_frames_of(plan.num_condition_tokens,
+                                              tokenizer.video_shape, tokenizer.grid_shape)
         batch = min(FLAGS.batch_size, len(clips))
         usable = len(clips) // batch * batch
         if usable == 0:
@@ -197,11 +189,8 @@ def evaluate_video(model, plan, decode_fn, extractor, dataset, split):
                    schedule=",".join(f"{p}:{k}" for p, k in plan.model_schedule),
                    steps=plan.num_steps, cache=plan.use_cache, seed=FLAGS.seed,
                    xla_flags=os.environ.get("XLA_FLAGS", ""))
-    write_json(out / "metrics.json", metrics)
-    rows = np.clip(shown, 0, 1)
-    s, t = rows.shape[:2]
-    generation.save_image_grid(rows.reshape(s * t, *rows.shape[2:]), out / "samples.png",
-                               columns=t)
+    files.write_json(out / "metrics.json", metrics)
+    images_lib.write_png(out / "samples.png", images_lib.clip_grid(shown))
     fvd_result = metrics["fvd"]
     print(f"FVD {fvd_result['fvd']:.2f} ({fvd_result['features']}, n={fvd_result['n_generated']})"
           + (f"  PSNR {metrics['psnr_db']:.2f} dB" if "psnr_db" in metrics else "")

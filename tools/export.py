@@ -25,8 +25,8 @@ from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.export.saved_model import export_saved_model  # noqa: E402
 from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
 from magnets_tf.models.vqgan import build_vqgan  # noqa: E402
-from magnets_tf.training.tokenizer_trainer import load_tokenizer  # noqa: E402
-from magnets_tf.training.trainer import load_transformer  # noqa: E402
+from magnets_tf.models.saving import load_tokenizer  # noqa: E402
+from magnets_tf.models.saving import load_transformer  # noqa: E402
 
 flags.DEFINE_string("export_base", None, "Model base path: versions go to EXPORT_BASE/<n>/.")
 flags.DEFINE_string("transformer_dir", None,

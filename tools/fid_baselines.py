@@ -6,16 +6,15 @@ Compares Fashion-MNIST test half A (n images) with: half B (n, disjoint), MNIST-
 uniform noise (n). Features of each set are cached in --output_dir, so an interrupted run
 resumes. Writes baselines.json there (every value with its n) and prints a table.
 """
-import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 
 flags.DEFINE_integer("n", 2000, "Images per set (<= 5000: the halves of the 10k test split).")
 flags.DEFINE_integer("seed", 0, "Seed of the split into halves, the MNIST subset and the noise.")
@@ -23,13 +22,6 @@ flags.DEFINE_integer("batch_size", 50, "Feature extraction batch size.")
 flags.DEFINE_string("output_dir", "/tmp/fid_baselines", "Where features and baselines.json go.")
 flags.DEFINE_string("weights", None, "Converted FID Inception weights (default: the cache).")
 flags.DEFINE_integer("pr_k", 3, "k of the k-NN manifolds for precision/recall.")
-
-
-def _write_json(path, payload):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -93,7 +85,7 @@ def main(argv):
     else:
         payload["inception_score"] = ("not computed: default_1.pt has no 1008-way classifier; "
                                       "convert one with --logits_source")
-    _write_json(out_dir / "baselines.json", payload)
+    files.write_json(out_dir / "baselines.json", payload)
     print(f"n per set = {n} (FID is biased upward at this n; compare at equal n only)")
     for name, row in rows.items():
         print(f"{name:50s} FID {row['fid']:8.2f}  precision {row['precision']:.3f}  "

@@ -8,7 +8,6 @@ nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_pr
 Writes metrics.json, predictions.png, the transformer weights and TensorBoard summaries
 into --model_dir; prints one summary line per decode plan.
 """
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,13 +20,18 @@ from absl import app, flags  # noqa: E402
 from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
 
+from magnets_tf.data import video  # noqa: E402
 from magnets_tf.data.video import moving_mnist_arrays  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.evaluation import flops  # noqa: E402
+from magnets_tf.evaluation import frame_prediction as frame_prediction_eval  # noqa: E402
 from magnets_tf.evaluation.fvd import InceptionFrameFeatures  # noqa: E402
 from magnets_tf.models.presets import build_transformer  # noqa: E402
 from magnets_tf.training import frame_prediction  # noqa: E402
-from magnets_tf.training.tokenizer_trainer import load_tokenizer  # noqa: E402
+from magnets_tf.models import saving  # noqa: E402
+from magnets_tf.models.saving import load_tokenizer  # noqa: E402
+from magnets_tf.utils import images as images_lib  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
@@ -49,15 +53,6 @@ flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compil
 flags.DEFINE_bool("train", True, "Train (else load the transformer from --model_dir).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
-
-
-def _save_grid(path, clips, rows):
-    from PIL import Image
-
-    frames = [np.concatenate(list(clip), axis=1) for clip in clips[:rows]]
-    grid = (np.clip(np.concatenate(frames, axis=0), 0, 1) * 255).astype(np.uint8)
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)
 
 
 def main(argv):
@@ -95,7 +90,7 @@ def main(argv):
     if FLAGS.train:
         videos, labels = moving_mnist_arrays(FLAGS.dataset, "train", FLAGS.num_train_videos,
                                              frames, (height, width), seed=0)
-        train_tokens = frame_prediction.clip_tokens(
+        train_tokens = video.clip_tokens(
             tokenizer, videos.astype(np.float32) / 255.0, FLAGS.condition_frames,
             condition_tokens)
         model = build_transformer(codebook_size=tokenizer.codebook_size, num_classes=10,
@@ -105,7 +100,7 @@ def main(argv):
         trainer.save()
         print(f"trained {trainer.num_steps} steps: {logged}")
     else:
-        model = frame_prediction.load_transformer(FLAGS.model_dir)
+        model = saving.load_transformer(FLAGS.model_dir)
 
     test, test_labels = moving_mnist_arrays(FLAGS.dataset, "test", FLAGS.num_test_videos,
                                             frames, (height, width), seed=0)
@@ -119,7 +114,7 @@ def main(argv):
     network = None
     if FLAGS.fvd_clips:
         network = InceptionFrameFeatures()
-    results, decoded = frame_prediction.evaluate_frame_prediction(
+    results, decoded = frame_prediction_eval.evaluate_frame_prediction(
         model, tokenizer, test.astype(np.float32) / 255.0, test_labels, plans,
         FLAGS.eval_batch_size, FLAGS.condition_frames, fvd_network=network,
         repeats=FLAGS.timing_repeats, fvd_max_clips=FLAGS.fvd_clips,
@@ -140,14 +135,13 @@ def main(argv):
         transformer=model.get_config(), num_test_clips=len(test),
         decoder_jit_compile=FLAGS.jit_compile)
     path = os.path.join(FLAGS.model_dir, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2, default=str)
-    os.replace(path + ".tmp", path)
+    files.write_json(path, results, default=str)
     rows = []
     for i in range(4):
         rows += [test[i].astype(np.float32) / 255.0, decoded["magnets"][i],
                  decoded["full_model_no_cache"][i]]
-    _save_grid(os.path.join(FLAGS.model_dir, "predictions.png"), rows, len(rows))
+    images_lib.write_png(os.path.join(FLAGS.model_dir, "predictions.png"),
+                         images_lib.clip_grid(np.stack(rows)))
     for name in plans:
         r = results[name]
         fvd = r.get("fvd", {})

@@ -13,9 +13,7 @@ of real clips from their first frames: --condition_data=moving_mnist:test (or
 moving_fashion_mnist / opencv_clips) gives the clips; the first rows of the PNG grid are
 the real clips, then the predictions.
 """
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,8 +27,10 @@ import numpy as np  # noqa: E402
 from magnets_tf.decoding.decoder import Decoder  # noqa: E402
 from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.models.presets import PRESETS, build_transformer  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
+from magnets_tf.utils import images as images_lib  # noqa: E402
 
-from magnets_tf.training.trainer import (  # noqa: E402
+from magnets_tf.models.saving import (  # noqa: E402
     TRANSFORMER_CONFIG, TRANSFORMER_WEIGHTS, load_transformer)
 
 flags.DEFINE_string("model_dir", None, f"Directory with {TRANSFORMER_CONFIG} + "
@@ -68,37 +68,12 @@ _PLAN_FLAGS = dict(steps="num_steps", schedule="model_schedule", cfg_last="guida
                    mask_temperature="mask_temperature")
 
 
-def token_map_images(tokens, codebook_size, cell):
-    """uint8 RGB [S, h*cell, w*cell, 3]: each token index coloured by a fixed colormap."""
-    from matplotlib import colormaps
-    colors = (colormaps["viridis"](np.linspace(0, 1, codebook_size))[:, :3] * 255).astype(np.uint8)
-    images = colors[tokens]
-    return np.repeat(np.repeat(images, cell, axis=1), cell, axis=2)
-
-
-def image_grid(images, columns):
-    """[S, H, W, C] uint8 -> one [rows*H, columns*W, C] grid (2 px gaps)."""
-    s, h, w, c = images.shape
-    rows = -(-s // columns)
-    grid = np.full([rows * (h + 2), columns * (w + 2), c], 255, np.uint8)
-    for i, image in enumerate(images):
-        r, q = divmod(i, columns)
-        grid[r * (h + 2):r * (h + 2) + h, q * (w + 2):q * (w + 2) + w] = image
-    return grid
-
-
-def clip_rows(clips, columns=None):
-    """[S, T, H, W, C] uint8 -> one grid whose row i holds clip i's T frames."""
-    s, t, h, w, c = clips.shape
-    return image_grid(clips.reshape(s * t, h, w, c), columns or t)
-
-
 def condition_clips(spec, tokenizer, count, num_condition_tokens):
     """(uint8 clips [count, T, H, W, C], labels, condition tokens) of `dataset:split`.
 
     The condition tokens encode the clips with their future frames hidden."""
-    from magnets_tf.training.frame_prediction import hold_last_condition_frame
-    from magnets_tf.data.video import (MOVING_MNIST_SOURCES, moving_mnist_arrays,
+    from magnets_tf.data.video import (MOVING_MNIST_SOURCES, condition_frames,
+                                       hold_last_condition_frame, moving_mnist_arrays,
                                        opencv_clip_arrays)
     name, _, split = spec.partition(":")
     frames, height, width, channels = tokenizer.video_shape
@@ -116,22 +91,11 @@ def condition_clips(spec, tokenizer, count, num_condition_tokens):
     if clips.shape[-1] != channels:
         raise ValueError(f"--condition_data {spec!r} has {clips.shape[-1]}-channel frames; "
                          f"the tokenizer takes {channels}")
-    t, h, w = tokenizer.grid_shape
-    condition_frames = -(-num_condition_tokens // (h * w)) * (frames // t)
-    held = hold_last_condition_frame(clips.astype(np.float32) / 255.0, condition_frames)
+    held = hold_last_condition_frame(
+        clips.astype(np.float32) / 255.0,
+        condition_frames(num_condition_tokens, tokenizer.video_shape, tokenizer.grid_shape))
     tokens = np.asarray(tokenizer.encode(held)).reshape(count, -1)
     return clips, np.asarray(labels[:count], np.int32), tokens[:, :num_condition_tokens]
-
-
-def write_png(path, array):
-    from PIL import Image
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".png")
-    os.close(fd)
-    image = array[..., 0] if array.shape[-1] == 1 else array
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def main(argv):
@@ -177,7 +141,7 @@ def main(argv):
     tokenizer = None
     if f.tokenizer_dir:
         try:
-            from magnets_tf.training.tokenizer_trainer import load_tokenizer
+            from magnets_tf.models.saving import load_tokenizer
         except ImportError:
             raise app.UsageError("--tokenizer_dir needs magnets_tf.training.tokenizer_trainer "
                                  "(the tokenizer package is not installed here)") from None
@@ -230,22 +194,17 @@ def main(argv):
         samples.append(tokens[:chunk.size])
     tokens = np.concatenate(samples).reshape(-1, *grid_shape)
     if tokenizer is not None:
-        pixels = np.asarray(tokenizer.decode(tokens))
-        images = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+        images = images_lib.to_uint8(tokenizer.decode(tokens))
     else:
-        images = token_map_images(tokens, model.codebook_size, f.cell)
+        images = images_lib.token_images(tokens, model.codebook_size, f.cell)
     if video:
-        grid = clip_rows(images if real_clips is None else
-                         np.concatenate([real_clips, images]))
+        grid = images_lib.clip_grid(images if real_clips is None else
+                                    np.concatenate([real_clips, images]), gap=2)
     else:
-        grid = image_grid(images, int(np.ceil(np.sqrt(len(images)))))
-    write_png(f.output, grid)
+        grid = images_lib.image_grid(images, gap=2)
+    images_lib.write_png(f.output, grid)
     if f.output_tokens:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(f.output_tokens)),
-                                   suffix=".npy")
-        with os.fdopen(fd, "wb") as out:
-            np.save(out, tokens)
-        os.replace(tmp, f.output_tokens)
+        files.write_npy(f.output_tokens, tokens)
     print(f"wrote {len(images)} samples to {f.output}")
 
 

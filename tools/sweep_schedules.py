@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app, flags  # noqa: E402
 from magnets_tf import xla_cpu  # noqa: E402
 from magnets_tf.gin_setup import parse_gin  # noqa: E402
+from magnets_tf.utils import images as images_lib  # noqa: E402
 import gin  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained transformer folder (tools/train.py output).")
@@ -107,7 +108,7 @@ def main(argv):
             model, plans[point.key], decode_fn, extractor, reference, FLAGS.num_samples,
             FLAGS.batch_size, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile, progress=False)
         name = point.key.replace("|", "_").replace(",", "-").replace(":", "x").replace("=", "")
-        generation.save_image_grid(images[:32], out / "samples" / f"{name}.png")
+        images_lib.save_image_grid(images[:32], out / "samples" / f"{name}.png", columns=8)
         return metrics
 
     def report(row):

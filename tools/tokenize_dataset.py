@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from magnets_tf.data import datasets, tokenized  # noqa: E402
-from magnets_tf.training.tokenizer_trainer import load_tokenizer  # noqa: E402
+from magnets_tf.models.saving import load_tokenizer  # noqa: E402
 
 flags.DEFINE_string("tokenizer_dir", None, "Trained tokenizer model dir (tools/train_tokenizer.py).")
 flags.DEFINE_string("dataset", "fashion_mnist", "Offline set or tfds name.")

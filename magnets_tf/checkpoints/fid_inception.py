@@ -17,11 +17,11 @@ is loaded (from pytorch-fid's `pt_inception-2015-12-05-*.pth`, for the Inception
 import importlib.util
 import os
 import pathlib
-import tempfile
 
 import keras
 import numpy as np
 
+from magnets_tf.utils import files
 from magnets_tf.checkpoints import torch_zip
 
 INPUT_SIZE = 299
@@ -298,16 +298,7 @@ def assign_weights(model, conv_weights, logits=None):
 
 
 def _save_atomic(model, path):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    files.atomic_write(path, model.save_weights, suffix=".weights.h5")
 
 
 def convert(source=None, output=None, logits_source=None):

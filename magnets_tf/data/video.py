@@ -301,3 +301,48 @@ def _to_float(index, example):
     del index
     return {"video": tf.cast(example["video"], tf.float32) / 255.0,
             "label": tf.cast(example["label"], tf.int32)}
+
+
+def condition_frames(num_condition_tokens, video_shape, grid_shape):
+    """Pixel frames behind the first `num_condition_tokens` tokens of a clip's token grid.
+
+    video_shape (T, H, W, C) and grid_shape (t, h, w) are the tokenizer's; tokens flatten
+    time-major, so the condition must be whole latent frames (h*w tokens each), each of
+    T/t pixel frames. ValueError otherwise.
+    """
+    frames, (t, h, w) = int(video_shape[0]), (int(d) for d in grid_shape)
+    latent_frames, rest = divmod(int(num_condition_tokens), h * w)
+    if rest or not 0 <= latent_frames < t:
+        raise ValueError(f"{num_condition_tokens} condition tokens are not whole latent frames "
+                         f"of the {t}x{h}x{w} token grid (multiples of {h * w}, fewer than "
+                         f"{t * h * w})")
+    return latent_frames * (frames // t)
+
+
+def hold_last_condition_frame(clips, condition_frames):
+    """Clips whose frames after the condition are the last condition frame repeated.
+
+    A 3D-conv tokenizer's first latent frames see later input frames through the
+    temporal receptive field; encoding the real clip would leak the future into the
+    condition tokens. MAGVIT's protocol: pad the condition with its last frame."""
+    clips = np.asarray(clips)
+    held = np.repeat(clips[:, condition_frames - 1:condition_frames],
+                     clips.shape[1] - condition_frames, axis=1)
+    return np.concatenate([clips[:, :condition_frames], held], axis=1)
+
+
+def clip_tokens(tokenizer, clips, condition_frames, num_condition_tokens, batch_size=32):
+    """Flat tokens [N, t*h*w] of float clips in [0, 1] for frame prediction.
+
+    The first `num_condition_tokens` come from the clip with its future frames hidden
+    (`hold_last_condition_frame`), the rest (targets) from the real clip."""
+    clips = np.asarray(clips, np.float32)
+    held = hold_last_condition_frame(clips, condition_frames)
+
+    def encode(x):
+        return np.concatenate([np.asarray(tokenizer.encode(x[i:i + batch_size]))
+                               for i in range(0, len(x), batch_size)]).reshape(len(x), -1)
+
+    tokens = encode(clips)
+    tokens[:, :num_condition_tokens] = encode(held)[:, :num_condition_tokens]
+    return tokens

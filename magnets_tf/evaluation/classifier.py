@@ -5,11 +5,12 @@ conditioned on: the conditional-generation counterpart of FID/IS on small data s
 """
 import json
 import os
-import tempfile
 
 import gin
 import keras
 import numpy as np
+
+from magnets_tf.utils import files
 
 CONFIG_FILE = "classifier_config.json"
 WEIGHTS_FILE = "classifier.weights.h5"
@@ -83,16 +84,10 @@ def class_accuracy(model, images, labels):
 
 def save_classifier(model, model_dir, metrics):
     """Writes config, weights and metrics atomically into model_dir."""
-    os.makedirs(model_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".weights.h5")
-    os.close(fd)
-    model.save_weights(tmp, overwrite=True)
-    os.replace(tmp, os.path.join(model_dir, WEIGHTS_FILE))
+    files.atomic_write(os.path.join(model_dir, WEIGHTS_FILE), model.save_weights,
+                       suffix=".weights.h5")
     for name, payload in ((CONFIG_FILE, model.build_config_), (METRICS_FILE, metrics)):
-        fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, os.path.join(model_dir, name))
+        files.write_json(os.path.join(model_dir, name), payload)
 
 
 def load_classifier(model_dir):

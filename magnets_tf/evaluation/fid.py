@@ -16,11 +16,11 @@ are only comparable at equal n: every result carries n and this note.
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
+
+from magnets_tf.utils import files
 
 SMALL_SAMPLE_NOTE = ("FID is biased upward at small n (roughly ~1/n) and IS/precision/recall "
                      "also depend on n: compare values only at equal n; the standard is "
@@ -201,21 +201,13 @@ class ReferenceKey:
 def save_reference(path, features, key, logits=None):
     """Writes features + their statistics (+ logits) to `path` atomically."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     stats = feature_statistics(features)
     arrays = dict(mu=stats["mu"], sigma=stats["sigma"], n=np.int64(stats["n"]),
                   features=np.asarray(features, np.float32),
                   key=np.array(json.dumps(dataclasses.asdict(key), sort_keys=True)))
     if logits is not None:
         arrays["logits"] = np.asarray(logits, np.float32)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    files.atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
     return path
 
 

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 import tqdm
-from PIL import Image
 
 from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation import fid
 from magnets_tf.evaluation import flops
+from magnets_tf.models import saving
 
 
 def balanced_class_ids(n, num_classes):
@@ -146,43 +146,6 @@ def evaluate_plan(model, plan, decode_fn, extractor, reference, n, batch_size, s
     return metrics, np.stack(kept)
 
 
-def image_grid(images, columns=8):
-    """[N,H,W,C] floats in [0,1] (or uint8) -> one uint8 [rows*H, columns*W, 3] grid."""
-    images = np.asarray(images)
-    if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must be a non-empty [N, H, W, C] batch, got {images.shape}")
-    if images.dtype != np.uint8:
-        images = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
-    n, h, w, c = images.shape
-    columns = min(columns, n)
-    rows = math.ceil(n / columns)
-    grid = np.zeros((rows * h, columns * w, c), np.uint8)
-    for i, image in enumerate(images):
-        r, col = divmod(i, columns)
-        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
-    return grid
-
-
-def save_image_grid(images, path, columns=8):
-    """Writes the grid PNG to `path` (temp file + rename)."""
-    import os
-    import pathlib
-    import tempfile
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(image_grid(images, columns)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 class TokenizerDecoder:
     """decode_fn of a VQGAN: int tokens [B, h, w] -> float images [B, H, W, C] in [0, 1]."""
 
@@ -197,13 +160,8 @@ class TokenizerDecoder:
 
 def load_generator(model_dir, tokenizer_dir):
     """(trained MaskGitTransformer, TokenizerDecoder) from training output folders."""
-    try:
-        from magnets_tf.training.trainer import load_transformer
-        from magnets_tf.training.tokenizer_trainer import load_tokenizer
-    except ImportError as e:
-        raise ImportError(f"loading checkpoints needs magnets_tf.training ({e})") from None
-    model = load_transformer(model_dir)
-    decode_fn = TokenizerDecoder(load_tokenizer(tokenizer_dir))
+    model = saving.load_transformer(model_dir)
+    decode_fn = TokenizerDecoder(saving.load_tokenizer(tokenizer_dir))
     if math.prod(decode_fn.grid_shape) != model.num_tokens:
         raise ValueError(f"tokenizer grid {decode_fn.grid_shape} does not match the "
                          f"transformer's {model.num_tokens} tokens")

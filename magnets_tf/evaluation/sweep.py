@@ -17,11 +17,11 @@ Each finished point is one CSV row, rewritten atomically, so a sweep can be inte
 import csv
 import dataclasses
 import itertools
-import os
 import pathlib
-import tempfile
 
 import tqdm
+
+from magnets_tf.utils import files
 
 FAMILIES = ("compositions", "scaling", "cache", "baseline", "nested", "scale_down")
 DEFAULT_SCHEDULE = ((8, 3), (4, 3), (2, 3), (1, 3))
@@ -154,18 +154,12 @@ def read_rows(path):
 
 def write_rows(path, rows):
     """Writes all rows to `path` via a temp file + rename (never a half-written CSV)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    files.atomic_write(path, write, suffix=".csv")
 
 
 def run_sweep(points, evaluate_fn, csv_path, progress=True, on_row=None):
@@ -227,14 +221,9 @@ def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=png_path.parent, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, png_path)
+        files.atomic_write(png_path, lambda tmp: fig.savefig(
+            tmp, dpi=120, bbox_inches="tight", format="png"), suffix=".png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return png_path

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from magnets_tf.data.video import condition_frames
 from magnets_tf.decoding.decoder import Decoder
 from magnets_tf.decoding.schedule import DecodePlan
 
@@ -126,8 +127,8 @@ def _condition_frames(tokenizer, plan):
     """Frames of a clip that condition a frame-prediction plan (0: generation)."""
     if not plan.num_condition_tokens:
         return 0
-    t, h, w = tokenizer.grid_shape
-    return plan.num_condition_tokens // (h * w) * (tokenizer.video_shape[0] // t)
+    return condition_frames(plan.num_condition_tokens, tokenizer.video_shape,
+                            tokenizer.grid_shape)
 
 
 def _check_compatible(transformer, tokenizer, plan):

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from magnets_tf.training import preview
+from magnets_tf.utils import images as images_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -142,9 +142,6 @@ class SampleGrids(keras.callbacks.Callback):
         self.write(step)
 
     def write(self, step):
-        from PIL import Image
-
-        os.makedirs(self.out_dir, exist_ok=True)
         model = self.sampler.transformer
         grid_shape = self.grid_shape
         for factor in self.factors:
@@ -153,13 +150,13 @@ class SampleGrids(keras.callbacks.Callback):
                 images = np.asarray(self.decode_fn(tokens.reshape(-1, *grid_shape)))
                 tag = f"samples/p{factor}"
             else:
-                images = preview.token_images(tokens, grid_shape, model.codebook_size)
+                images = images_lib.token_images(tokens.reshape(-1, *grid_shape),
+                                                 model.codebook_size)
                 tag = f"sample_tokens/p{factor}"
-            grid = preview.image_grid(images)
+            grid = images_lib.image_grid(images, gap=1)
             with self.writer.as_default(step=step):
                 tf.summary.image(tag, grid[None], step=step)
-            pixels = (grid * 255).round().astype(np.uint8)
-            Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
-                os.path.join(self.out_dir, f"step{step:08d}_p{factor}.png"))
+            images_lib.write_png(os.path.join(self.out_dir, f"step{step:08d}_p{factor}.png"),
+                                 grid)
         self.writer.flush()
 

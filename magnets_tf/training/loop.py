@@ -12,10 +12,8 @@ A restarted run restores the latest checkpoint and continues at its step; masks,
 and data order are functions of (seed, step), so it reaches the weights of an
 uninterrupted run.
 """
-import json
 import math
 import os
-import tempfile
 import time
 
 import gin
@@ -25,15 +23,13 @@ import tensorflow as tf
 from absl import logging
 
 from magnets_tf.data import tokenized
+from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import distribute, preview, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
+from magnets_tf.utils import files
 
-try:  # Imported up front: gin refuses new configurables once the config is locked.
-    from magnets_tf.training.tokenizer_trainer import load_tokenizer
-except ImportError:  # Without the tokenizer package, previews show token maps.
-    load_tokenizer = None
 
 OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
@@ -56,25 +52,14 @@ def _variables_by_path(variables, owner):
     return table
 
 
-def _write_text_atomic(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _tokenizer_decode_fn(tokenizer_dir):
     """decode(tokens [B, h, w]) -> images with the tokenizer of the shards, if loadable."""
     if not tokenizer_dir or not os.path.isdir(tokenizer_dir):
         logging.info("no tokenizer at %r: sample previews show token maps", tokenizer_dir)
         return None
-    if load_tokenizer is None:
-        logging.info("tokenizer package unavailable: sample previews show token maps")
-        return None
     try:
-        tokenizer = load_tokenizer(tokenizer_dir)
-    except (ValueError, OSError) as e:
+        tokenizer = saving.load_tokenizer(tokenizer_dir)
+    except saving.ModelFileError as e:
         logging.warning("cannot load tokenizer %s (%s): sample previews show token maps",
                         tokenizer_dir, e)
         return None
@@ -140,7 +125,7 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
     start_step = int(optimizer.iterations.numpy())
 
     operative = gin.operative_config_str()
-    _write_text_atomic(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
+    files.write_text(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
 
     def dataset_fn(context):
         per_replica = context.get_per_replica_batch_size(batch_size)
@@ -165,7 +150,7 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
         _write_config_summaries(writer, operative, hparams)
 
     def export(step):
-        trainer_lib.save_transformer(transformer, model_dir)
+        saving.save_transformer(transformer, model_dir)
 
     scalars = callbacks_lib.ScalarSummaries(
         writer, log_every, optimizer.schedule, batch_size)
@@ -210,6 +195,5 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
     summary = dict(start_step=start_step, final_step=int(optimizer.iterations.numpy()),
                    logs=logs, seconds=elapsed,
                    steps_per_second=steps_done / elapsed if elapsed else 0.0)
-    _write_text_atomic(os.path.join(model_dir, "train_summary.json"),
-                       json.dumps(summary, indent=2))
+    files.write_json(os.path.join(model_dir, "train_summary.json"), summary)
     return summary

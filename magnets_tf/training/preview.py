@@ -62,23 +62,3 @@ class PreviewSampler:
                 lambda c, s, f=factor: self._decode(c, s, f))
         return self._functions[factor](tf.convert_to_tensor(class_ids, tf.int32),
                                        tf.constant(seed, tf.int32))
-
-
-def token_images(tokens, grid, codebook_size, scale=8):
-    """Tokens [B, h*w] -> grey images [B, h*scale, w*scale, 1] (when no tokenizer decodes)."""
-    tokens = np.asarray(tokens).reshape(-1, *grid).astype(np.float32) / max(codebook_size - 1, 1)
-    return np.repeat(np.repeat(tokens, scale, 1), scale, 2)[..., None]
-
-
-def image_grid(images, columns=None):
-    """[B, H, W, C] float in [0, 1] -> one [rows*H, columns*W, C] grid (1px white gaps)."""
-    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-    count, height, width, channels = images.shape
-    columns = columns or int(np.ceil(np.sqrt(count)))
-    rows = int(np.ceil(count / columns))
-    grid = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1, channels), np.float32)
-    for index, image in enumerate(images):
-        r, c = divmod(index, columns)
-        grid[r * (height + 1):r * (height + 1) + height,
-             c * (width + 1):c * (width + 1) + width] = image
-    return grid

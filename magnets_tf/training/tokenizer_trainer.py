@@ -22,47 +22,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from magnets_tf.models.discriminator import PatchDiscriminator
+from magnets_tf.models.saving import load_tokenizer, save_tokenizer  # noqa: F401 (re-export)
 from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
+from magnets_tf.utils import files, images as images_lib
 
 TOKENIZER_TYPES = (VQGAN, VideoTokenizer)
 
-CONFIG_FILE = "tokenizer_config.json"
-WEIGHTS_FILE = "tokenizer.weights.h5"
 METRICS_FILE = "metrics.json"
-
-
-class PatchDiscriminator(keras.Model):
-    """PatchGAN: strided 4x4 convs with GroupNorm + leaky ReLU, one logit per patch."""
-
-    def __init__(self, filters=32, num_layers=2, norm_groups=8, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.num_layers = int(num_layers)
-        self.norm_groups = int(norm_groups)
-        self.convs = [keras.layers.Conv2D(self.filters, 4, strides=2, padding="same",
-                                          name="conv0")]
-        self.norms = [None]
-        for i in range(1, self.num_layers):
-            width = self.filters * min(2 ** i, 8)
-            self.convs.append(keras.layers.Conv2D(width, 4, strides=2, padding="same",
-                                                  use_bias=False, name=f"conv{i}"))
-            self.norms.append(keras.layers.GroupNormalization(self.norm_groups,
-                                                              name=f"norm{i}"))
-        self.logit = keras.layers.Conv2D(1, 3, padding="same", name="logit")
-
-    def call(self, images):
-        x = images * 2.0 - 1.0
-        for conv, norm in zip(self.convs, self.norms):
-            x = conv(x)
-            if norm is not None:
-                x = norm(x)
-            x = tf.nn.leaky_relu(x, 0.2)
-        return self.logit(x)
-
-    def get_config(self):
-        return dict(name=self.name, filters=self.filters, num_layers=self.num_layers,
-                    norm_groups=self.norm_groups)
 
 
 def _variable_tree(variables):
@@ -78,16 +46,6 @@ def psnr_per_image(images, reconstructions):
     reconstructions = np.clip(np.asarray(reconstructions, np.float64), 0.0, 1.0)
     mse = np.mean((images - reconstructions) ** 2, axis=tuple(range(1, images.ndim)))
     return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
-
-
-def image_grid(images, rows):
-    """[B, H, W, C] in [0, 1] -> one [1, rows*H, (B/rows)*W, C] grid for summaries."""
-    images = tf.convert_to_tensor(images)
-    b, h, w, c = images.shape
-    cols = b // rows
-    grid = tf.reshape(images[: rows * cols], [rows, cols, h, w, c])
-    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
-    return tf.reshape(grid, [1, rows * h, cols * w, c])
 
 
 def as_frames(x):
@@ -113,9 +71,10 @@ def pairs_grid(inputs, reconstructions, max_items=8):
     if len(inputs.shape) == 5:
         n = min(4, int(inputs.shape[0]))
         pair = tf.concat([as_frames(inputs[:n]), as_frames(reconstructions[:n])], 0)
-        return image_grid(pair, 2 * n)
+        return images_lib.image_grid(pair, columns=int(inputs.shape[1]))[None]
     n = min(max_items, int(inputs.shape[0]))
-    return image_grid(tf.concat([inputs[:n], reconstructions[:n]], 0), 2)
+    pair = tf.concat([inputs[:n], reconstructions[:n]], 0)
+    return images_lib.image_grid(pair, columns=n)[None]
 
 
 @gin.configurable
@@ -294,45 +253,6 @@ class TokenizerTrainer:
         save_tokenizer(self.model, self.model_dir)
 
 
-def save_tokenizer(model, model_dir):
-    """Saves `model`'s config and weights into model_dir for `load_tokenizer`."""
-    os.makedirs(model_dir, exist_ok=True)
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
-    tmp_config = config_path + ".tmp"
-    with open(tmp_config, "w") as f:
-        json.dump(model.get_config(), f, indent=2)
-    tmp_weights = weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(tmp_weights)
-    os.replace(tmp_weights, weights_path)
-    os.replace(tmp_config, config_path)
-
-
-def load_tokenizer(model_dir):
-    """The trained tokenizer (VQGAN, or VideoTokenizer when the config holds a
-    video_shape) of a tokenizer model dir (config + weights); clear errors."""
-    config_path = os.path.join(str(model_dir), CONFIG_FILE)
-    weights_path = os.path.join(str(model_dir), WEIGHTS_FILE)
-    for path in (config_path, weights_path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"{path} not found: {model_dir} is not a trained tokenizer directory "
-                f"(train one with tools/train_tokenizer.py)")
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"unreadable tokenizer config {config_path}: {e}") from None
-    model_class = VideoTokenizer if "video_shape" in config else VQGAN
-    model = model_class.from_config(config)
-    model.build()
-    try:
-        model.load_weights(weights_path)
-    except Exception as e:  # h5py/keras raise many types for a corrupt file.
-        raise ValueError(f"cannot load tokenizer weights {weights_path}: {e}") from None
-    return model
-
-
 def evaluate_tokenizer(model, dataset, max_batches=None):
     """PSNR (mean over images, dB) and codebook usage of a tokenizer on {"image"} batches.
 
@@ -368,11 +288,7 @@ def evaluate_tokenizer(model, dataset, max_batches=None):
 
 def write_metrics(model_dir, metrics):
     """metrics.json in model_dir (temp file, then renamed)."""
-    path = os.path.join(model_dir, METRICS_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
-    return path
+    return files.write_json(os.path.join(model_dir, METRICS_FILE), metrics, sort_keys=True)
 
 
 @gin.configurable

@@ -6,14 +6,7 @@ the losses with `losses.nested_loss` and applies one optimizer update. Per-examp
 are reduced with `tf.nn.compute_average_loss` against the global batch, so gradients
 summed over replicas equal the single-device gradient. A MaskGIT++ baseline is the same
 trainer with factors (1,).
-
-`save_transformer` / `load_transformer` write and read the trained transformer as
-`transformer_config.json` + `transformer.weights.h5` (Keras weights) in a model dir.
 """
-import json
-import os
-import tempfile
-
 import gin
 import keras
 import tensorflow as tf
@@ -21,8 +14,6 @@ import tensorflow as tf
 from magnets_tf.models.transformer import MaskGitTransformer
 from magnets_tf.training import losses, masking
 
-TRANSFORMER_CONFIG = "transformer_config.json"
-TRANSFORMER_WEIGHTS = "transformer.weights.h5"
 
 
 @gin.configurable(denylist=["transformer", "global_batch_size", "seed", "total_steps"])
@@ -149,61 +140,3 @@ def make_train_function(trainer, strategy, jit_compile):
                                      outputs)
 
     return train_function
-
-
-# ----------------------------------------------------------------------------- save / load
-def _atomic_write_bytes(path, write_fn, suffix):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix,
-                               dir=directory)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_transformer(transformer, model_dir):
-    """Writes transformer_config.json + transformer.weights.h5 (each atomically)."""
-    def write_config(tmp):
-        with open(tmp, "w") as f:
-            json.dump(transformer.get_config(), f, indent=2)
-
-    def write_weights(tmp):
-        transformer.save_weights(tmp)
-
-    _atomic_write_bytes(os.path.join(model_dir, TRANSFORMER_WEIGHTS), write_weights,
-                        ".weights.h5")
-    _atomic_write_bytes(os.path.join(model_dir, TRANSFORMER_CONFIG), write_config, ".json")
-
-
-def load_transformer(model_dir):
-    """The trained `MaskGitTransformer` of a training model_dir (built, weights loaded).
-
-    Reads `transformer_config.json` (architecture, vocabulary, factors) and
-    `transformer.weights.h5`, both written by tools/train.py at every checkpoint and at
-    the end of training. ValueError naming the missing/bad file otherwise.
-    """
-    config_path = os.path.join(model_dir, TRANSFORMER_CONFIG)
-    weights_path = os.path.join(model_dir, TRANSFORMER_WEIGHTS)
-    for path in (config_path, weights_path):
-        if not os.path.exists(path):
-            raise ValueError(f"{path} not found: {model_dir} is not a trained transformer "
-                             f"model dir (tools/train.py writes it)")
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-        model = MaskGitTransformer.from_config(config)
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise ValueError(f"{config_path}: bad transformer config ({e})") from None
-    model.build()
-    try:
-        model.load_weights(weights_path)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{weights_path}: cannot load weights into the configured "
-                         f"transformer ({e})") from None
-    return model

@@ -133,3 +133,35 @@ def test_tfds_errors_name_the_problem():
     with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
         with pytest.raises(ValueError, match="needs 'video'"):
             video.video_dataset("mnist", "train", 2)
+
+
+def test_condition_tokens_do_not_see_the_future():
+    """Changing frames after the condition leaves the condition tokens unchanged."""
+    from magnets_tf.models.video_tokenizer import VideoTokenizer
+    tokenizer = VideoTokenizer(video_shape=(4, 8, 8, 1), filters=8,
+                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
+                               temporal_downsample=(True, False),
+                               spatial_downsample=(False, True), embedding_dim=4,
+                               codebook_size=16, norm_groups=4)
+    rng = np.random.default_rng(0)
+    clips = rng.uniform(size=[3, 4, 8, 8, 1]).astype(np.float32)
+    other_future = clips.copy()
+    other_future[:, 2:] = rng.uniform(size=[3, 2, 8, 8, 1])
+    a = video.clip_tokens(tokenizer, clips, condition_frames=2, num_condition_tokens=16)
+    b = video.clip_tokens(tokenizer, other_future, condition_frames=2, num_condition_tokens=16)
+    np.testing.assert_array_equal(a[:, :16], b[:, :16])
+    held = video.hold_last_condition_frame(clips, 2)
+    np.testing.assert_array_equal(held[:, 3], clips[:, 1])
+    # The targets are the real clip's tokens.
+    full = np.asarray(tokenizer.encode(clips)).reshape(3, -1)
+    np.testing.assert_array_equal(a[:, 16:], full[:, 16:])
+
+
+def test_condition_frames_are_whole_latent_frames():
+    # 16-frame clips, 4x4x4 token grid: one latent frame = 16 tokens = 4 pixel frames.
+    assert video.condition_frames(0, (16, 8, 8, 1), (4, 4, 4)) == 0
+    assert video.condition_frames(32, (16, 8, 8, 1), (4, 4, 4)) == 8
+    with pytest.raises(ValueError, match="whole latent frames"):
+        video.condition_frames(20, (16, 8, 8, 1), (4, 4, 4))
+    with pytest.raises(ValueError, match="whole latent frames"):
+        video.condition_frames(64, (16, 8, 8, 1), (4, 4, 4))

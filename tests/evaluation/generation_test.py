@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from magnets_tf.checkpoints import fid_inception
 from magnets_tf.evaluation import fid, flops, generation
+from magnets_tf.utils import images as images_lib
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("magnets_tf.decoding.decoder") is None,
@@ -80,15 +81,8 @@ def test_evaluate_plan_reports_metrics_n_and_exact_gflops(generator, tmp_path):
     assert metrics["gflops_exact"] == pytest.approx(sum(flops.exact_gflops(arch, plan)))
     assert "biased" in metrics["note"] and "inception_score" not in metrics
     assert kept.shape == (6, 28, 28, 1)
-    path = generation.save_image_grid(kept, tmp_path / "grid.png", columns=4)
+    path = images_lib.save_image_grid(kept, tmp_path / "grid.png", columns=4)
     from PIL import Image
     assert Image.open(path).size == (4 * 28, 2 * 28)
 
 
-def test_image_grid_layout():
-    images = np.stack([np.full((2, 3, 1), i / 4.0) for i in range(5)])
-    grid = generation.image_grid(images, columns=2)
-    assert grid.shape == (6, 6, 3) and grid.dtype == np.uint8
-    assert grid[0, 3, 0] == round(0.25 * 255) and grid[4, 0, 0] == 255 and grid[4, 3, 0] == 0
-    with pytest.raises(ValueError, match="non-empty"):
-        generation.image_grid(np.zeros((0, 2, 2, 1)))

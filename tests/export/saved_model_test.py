@@ -265,7 +265,7 @@ def _video_models(condition_tokens):
 def test_frame_prediction_export_serves_clips(tmp_path):
     """Frame prediction: the served condition tokens are the clips' first frames encoded
     with the future hidden, and the tokens equal the in-process decoder's."""
-    from magnets_tf.training.frame_prediction import clip_tokens
+    from magnets_tf.data.video import clip_tokens
     transformer, tokenizer, plan = _video_models(condition_tokens=16)
     version_dir = saved_model.export_saved_model(transformer, tokenizer, plan,
                                                  tmp_path / "base", batch_sizes=(2,),

@@ -92,8 +92,8 @@ def test_config_round_trip():
 
 
 def test_training_steps_on_moving_mnist_reduce_reconstruction_error(tmp_path):
-    from magnets_tf.training.tokenizer_trainer import (TokenizerTrainer, load_tokenizer,
-                                                       save_tokenizer)
+    from magnets_tf.models.saving import load_tokenizer, save_tokenizer
+    from magnets_tf.training.tokenizer_trainer import TokenizerTrainer
 
     tf.keras.utils.set_random_seed(0)
     model = build_video_tokenizer("small_2x8x8", video_shape=(8, 32, 32, 1))

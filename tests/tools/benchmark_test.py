@@ -51,7 +51,7 @@ def test_preset_s_meets_the_performance_targets(tmp_path):
 
 def test_model_dir_times_the_trained_architecture(tmp_path):
     from magnets_tf.models.presets import build_transformer
-    from magnets_tf.training.trainer import save_transformer
+    from magnets_tf.models.saving import save_transformer
 
     model = build_transformer("tiny", codebook_size=32, num_classes=10, num_tokens=9,
                               num_layers=1, hidden_size=32, mlp_dim=64)

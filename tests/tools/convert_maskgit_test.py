@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from magnets_tf.checkpoints import maskgit
-from magnets_tf.training.tokenizer_trainer import load_tokenizer
+from magnets_tf.models.saving import load_tokenizer
 from tests.checkpoints.maskgit_test import (CB, official_tokenizer_params,
                                             official_transformer_params, pack_flax)
 

@@ -47,8 +47,8 @@ def checkpoints(tmp_path_factory):
     import tensorflow as tf
     from magnets_tf.models.presets import build_transformer
     from magnets_tf.models.vqgan import build_vqgan
-    from magnets_tf.training.tokenizer_trainer import save_tokenizer
-    from magnets_tf.training.trainer import save_transformer
+    from magnets_tf.models.saving import save_tokenizer
+    from magnets_tf.models.saving import save_transformer
     root = tmp_path_factory.mktemp("ckpt")
     tf.keras.utils.set_random_seed(0)
     tokenizer = build_vqgan("small_8x8", image_shape=(28, 28, 1))
@@ -113,8 +113,8 @@ def video_checkpoints(tmp_path_factory):
     """A random 3D tokenizer for 4 x 32 x 32 clips and a frame-prediction transformer."""
     from magnets_tf.models.presets import build_transformer
     from tests.video_helpers import tiny_video_tokenizer
-    from magnets_tf.training.tokenizer_trainer import save_tokenizer
-    from magnets_tf.training.trainer import save_transformer
+    from magnets_tf.models.saving import save_tokenizer
+    from magnets_tf.models.saving import save_transformer
     root = tmp_path_factory.mktemp("video")
     tokenizer = tiny_video_tokenizer(size=32, spatial_downsample=(True, True))
     save_tokenizer(tokenizer, str(root / "tokenizer"))

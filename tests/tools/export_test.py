@@ -48,8 +48,8 @@ def test_checkpoint_export_uses_saved_weights(tmp_path):
 
     from magnets_tf.models.presets import build_transformer
     from magnets_tf.models.vqgan import build_vqgan
-    from magnets_tf.training.tokenizer_trainer import save_tokenizer
-    from magnets_tf.training.trainer import save_transformer
+    from magnets_tf.models.saving import save_tokenizer
+    from magnets_tf.models.saving import save_transformer
 
     keras.utils.set_random_seed(5)
     tokenizer = build_vqgan("tiny_test", image_shape=(8, 8, 1))

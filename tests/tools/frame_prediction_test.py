@@ -22,7 +22,7 @@ def _run(*args):
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    from magnets_tf.training.tokenizer_trainer import save_tokenizer
+    from magnets_tf.models.saving import save_tokenizer
     from tests.video_helpers import tiny_video_tokenizer
     path = tmp_path_factory.mktemp("fp") / "tokenizer"
     save_tokenizer(tiny_video_tokenizer(size=32, frames=8, spatial_downsample=(True, True)),

@@ -44,8 +44,8 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 
 def _video_dirs(tmp_path, condition_tokens):
     from tests.video_helpers import tiny_video_tokenizer
-    from magnets_tf.training.tokenizer_trainer import save_tokenizer
-    from magnets_tf.training.trainer import save_transformer
+    from magnets_tf.models.saving import save_tokenizer
+    from magnets_tf.models.saving import save_transformer
 
     tokenizer = tiny_video_tokenizer(size=32, spatial_downsample=(True, True))
     save_tokenizer(tokenizer, str(tmp_path / "tok"))
@@ -64,7 +64,7 @@ def test_video_frame_prediction_keeps_the_real_first_frames(tmp_path):
                   f"--output_tokens={tmp_path / 't.npy'}")
     assert result.returncode == 0, result.stderr
     from magnets_tf.data.video import moving_mnist_arrays
-    from magnets_tf.training.frame_prediction import hold_last_condition_frame
+    from magnets_tf.data.video import hold_last_condition_frame
     clips, _ = moving_mnist_arrays("moving_mnist", "test", 3, 4, (32, 32))
     # Condition tokens see only the first 2 frames (the rest hold frame 2).
     held = hold_last_condition_frame(clips.astype(np.float32) / 255.0, 2)

@@ -9,7 +9,7 @@ import numpy as np
 from magnets_tf.data.datasets import load_arrays
 from magnets_tf.data.tokenized import read_metadata, token_dataset
 from magnets_tf.models.vqgan import build_vqgan
-from magnets_tf.training.tokenizer_trainer import save_tokenizer
+from magnets_tf.models.saving import save_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 

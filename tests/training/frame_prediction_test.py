@@ -1,13 +1,13 @@
 """Frame prediction: condition tokens stay visible in training, never change and are never
-re-queried in decoding; nested loss; end-to-end evaluation on tiny models."""
+re-queried in decoding; nested loss."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from magnets_tf.decoding.decoder import Decoder
 from magnets_tf.decoding.schedule import make_plan
+from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
-from magnets_tf.models.video_tokenizer import build_video_tokenizer
 from magnets_tf.training import frame_prediction as fp
 
 N, C = 32, 16  # 2x4x4 video tokens; the first temporal slice is the condition.
@@ -78,7 +78,7 @@ def test_a_few_training_steps_reduce_the_loss(model, tmp_path):
     assert {"loss", "loss_p1", "accuracy_p8", "steps_per_second"} <= set(logged)
     assert (tmp_path / "train").exists()
     trainer.save()
-    loaded = fp.load_transformer(str(tmp_path))
+    loaded = saving.load_transformer(str(tmp_path))
     assert loaded.num_condition_tokens == C
     ids = model.input_ids(batch["tokens"], batch["label"])
     np.testing.assert_allclose(loaded(ids), clone(ids), atol=1e-5)
@@ -105,41 +105,3 @@ def test_condition_tokens_never_change_and_are_never_requeried(model, schedule, 
         assert not all(plan.refresh_steps)
     assert all(q <= N - C for kind, k, p, q, t, m in decoder.trace_log
                if not plan.refresh_steps[k])
-
-
-def test_evaluate_frame_prediction_end_to_end(model):
-    tokenizer = build_video_tokenizer("tiny_test")  # 4x8x8x1 -> 2x4x4 tokens, 16 codes
-    clips = tf.random.stateless_uniform([4, 4, 8, 8, 1], [5, 6]).numpy()
-    plans = {"magnets": make_plan(N, 4, "8:1,4:1,2:1,1:1", num_condition_tokens=C),
-             "full": make_plan(N, 4, "1:4", num_condition_tokens=C, use_cache=False)}
-    results, videos = fp.evaluate_frame_prediction(model, tokenizer, clips, [0, 1, 2, 3],
-                                                   plans, batch_size=2, condition_frames=2,
-                                                   repeats=1, jit_compile=False)
-    for name in plans:
-        r = results[name]
-        assert r["condition_tokens_unchanged"] and r["num_clips"] == 4
-        assert len(r["mse_per_future_frame"]) == 2 and np.isfinite(r["psnr_db"])
-        assert videos[name].shape == (4, 4, 8, 8, 1)
-    assert "tokenizer_reconstruction" in results and "copy_last_condition_frame" in results
-
-
-def test_condition_tokens_do_not_see_the_future():
-    """Changing frames after the condition leaves the condition tokens unchanged."""
-    from magnets_tf.models.video_tokenizer import VideoTokenizer
-    tokenizer = VideoTokenizer(video_shape=(4, 8, 8, 1), filters=8,
-                               channel_multipliers=(1, 1, 2), num_res_blocks=1,
-                               temporal_downsample=(True, False),
-                               spatial_downsample=(False, True), embedding_dim=4,
-                               codebook_size=16, norm_groups=4)
-    rng = np.random.default_rng(0)
-    clips = rng.uniform(size=[3, 4, 8, 8, 1]).astype(np.float32)
-    other_future = clips.copy()
-    other_future[:, 2:] = rng.uniform(size=[3, 2, 8, 8, 1])
-    a = fp.clip_tokens(tokenizer, clips, condition_frames=2, num_condition_tokens=16)
-    b = fp.clip_tokens(tokenizer, other_future, condition_frames=2, num_condition_tokens=16)
-    np.testing.assert_array_equal(a[:, :16], b[:, :16])
-    held = fp.hold_last_condition_frame(clips, 2)
-    np.testing.assert_array_equal(held[:, 3], clips[:, 1])
-    # The targets are the real clip's tokens.
-    full = np.asarray(tokenizer.encode(clips)).reshape(3, -1)
-    np.testing.assert_array_equal(a[:, 16:], full[:, 16:])

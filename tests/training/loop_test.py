@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from magnets_tf.data import tokenized
+from magnets_tf.models import saving
 from magnets_tf.training import loop, trainer as trainer_lib
 
 
@@ -59,7 +60,7 @@ def test_run_writes_state_and_tensorboard(tmp_path, tokens_dir):
     assert {"loss", "alpha", "learning_rate", "throughput/steps_per_second"} <= tags
     assert any(tag.startswith("config/operative_gin") for tag in tags), tags
     assert any(tag.startswith("_hparams_") for tag in tags)
-    model = trainer_lib.load_transformer(model_dir)
+    model = saving.load_transformer(model_dir)
     assert model.codebook_size == 16 and model.num_tokens == 4
     # Running again with the same step count resumes at the end and changes nothing.
     again = loop.train(model_dir, tf.distribute.get_strategy(), 4, tokens_dir=tokens_dir,
@@ -72,7 +73,7 @@ def test_non_finite_training_stops_and_keeps_last_good_checkpoint(tmp_path, toke
     model_dir = str(tmp_path / "model")
     loop.train(model_dir, tf.distribute.get_strategy(), 2, tokens_dir=tokens_dir,
                batch_size=8, checkpoint_every=1, progress=False)
-    good = trainer_lib.load_transformer(model_dir).get_weights()
+    good = saving.load_transformer(model_dir).get_weights()
     # Continue with a NaN learning rate: step 3 computes a finite loss but NaN weights,
     # step 4 would report a NaN loss; neither may reach the checkpoint or the export.
     gin.bind_parameter("make_optimizer.learning_rate", float("nan"))
@@ -81,7 +82,7 @@ def test_non_finite_training_stops_and_keeps_last_good_checkpoint(tmp_path, toke
                    batch_size=8, checkpoint_every=1, progress=False)
     state = open(os.path.join(model_dir, "checkpoints", "checkpoint")).read()
     assert 'model_checkpoint_path: "ckpt-2"' in state and "ckpt-3" not in state
-    for a, b in zip(good, trainer_lib.load_transformer(model_dir).get_weights()):
+    for a, b in zip(good, saving.load_transformer(model_dir).get_weights()):
         np.testing.assert_array_equal(a, b)
     # Without checkpoints in between, the NaN loss of step 2 itself stops the run.
     with pytest.raises(loop.NonFiniteLossError, match=r"loss is nan at step 2"):

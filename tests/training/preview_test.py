@@ -1,4 +1,4 @@
-"""Preview sampler: fixed shapes, every token decoded, deterministic; image grids."""
+"""Preview sampler: fixed shapes, every token decoded, deterministic."""
 import numpy as np
 import tensorflow as tf
 
@@ -18,11 +18,3 @@ def test_sampler_fills_every_token_and_is_seeded():
                                                              seed=4).numpy())
     assert not np.array_equal(sampler.sample([0, 1, 2], seed=4).numpy(),
                               sampler.sample([0, 1, 2], seed=5).numpy())
-
-
-def test_image_grid_and_token_images():
-    images = preview.token_images(np.arange(8).reshape(2, 4), (2, 2), codebook_size=8, scale=3)
-    assert images.shape == (2, 6, 6, 1) and images.max() == 1.0
-    grid = preview.image_grid(np.zeros((5, 4, 4, 3)))
-    assert grid.shape == (2 * 5 - 1, 3 * 5 - 1, 3)  # 2x3 layout with 1px gaps
-    assert grid[4, 0, 0] == 1.0 and grid[0, 0, 0] == 0.0

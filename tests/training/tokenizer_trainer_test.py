@@ -1,4 +1,4 @@
-"""Tokenizer trainer: learning, resuming, saving/loading, metrics, the GAN branch."""
+"""Tokenizer trainer: learning, resuming, metrics, the GAN branch."""
 import json
 import os
 
@@ -52,27 +52,6 @@ def test_resume_continues_from_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b.numpy())
     trainer2.train(_digits(), progress=False)
     assert int(trainer2.step) == 6
-
-
-def test_save_and_load_tokenizer_round_trip(tmp_path):
-    model = _model()
-    tt.save_tokenizer(model, str(tmp_path))
-    loaded = tt.load_tokenizer(str(tmp_path))
-    images = next(iter(_digits()))["image"]
-    np.testing.assert_array_equal(loaded.encode(images), model.encode(images))
-    np.testing.assert_allclose(loaded.decode(model.encode(images)),
-                               model.decode(model.encode(images)))
-    assert loaded.grid_shape == model.grid_shape
-    assert not [f for f in os.listdir(tmp_path) if "tmp" in f]
-
-
-def test_load_tokenizer_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a trained tokenizer"):
-        tt.load_tokenizer(str(tmp_path))
-    tt.save_tokenizer(_model(), str(tmp_path))
-    (tmp_path / tt.WEIGHTS_FILE).write_bytes(b"not hdf5")
-    with pytest.raises(ValueError, match="cannot load tokenizer weights"):
-        tt.load_tokenizer(str(tmp_path))
 
 
 def test_psnr_and_metrics_file(tmp_path):

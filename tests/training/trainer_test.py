@@ -100,17 +100,3 @@ def test_maskgit_baseline_and_bad_arguments():
         trainer_lib.NestedMaskGitTrainer(model, 8, loss_mode="x", total_steps=5)
     with pytest.raises(ValueError, match="alpha_decay_steps"):
         trainer_lib.NestedMaskGitTrainer(model, 8)
-
-
-def test_save_and_load_transformer(tmp_path):
-    model, _ = _build(tf.distribute.get_strategy())
-    trainer_lib.save_transformer(model, str(tmp_path))
-    loaded = trainer_lib.load_transformer(str(tmp_path))
-    assert loaded.get_config() == model.get_config()
-    ids = tf.constant([[CODEBOOK + 1, 3, 4, 5, 6]])
-    for p in (1, 4):
-        np.testing.assert_allclose(loaded(ids, factor=p).numpy(), model(ids, factor=p).numpy(),
-                                   atol=1e-6)
-    (tmp_path / "transformer.weights.h5").unlink()
-    with pytest.raises(ValueError, match="transformer.weights.h5 not found"):
-        trainer_lib.load_transformer(str(tmp_path))

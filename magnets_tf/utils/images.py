@@ -1,0 +1,69 @@
+"""Image grids and PNG files: how samples, reconstructions and clips are shown to people."""
+import numpy as np
+
+from magnets_tf.utils import files
+
+
+def to_uint8(images):
+    """Floats in [0, 1] (clipped) or uint8 -> uint8, same shape."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def image_grid(images, columns=None, gap=0):
+    """[N, H, W, C] floats in [0, 1] or uint8 -> one uint8 grid [rows*H + (rows-1)*gap, ...].
+
+    columns: images per row (default: a near-square layout). Gaps and empty cells are white.
+    """
+    images = to_uint8(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty [N, H, W, C] batch, got {images.shape}")
+    n, h, w, c = images.shape
+    columns = min(int(columns or int(np.ceil(np.sqrt(n)))), n)
+    if columns <= 0:
+        raise ValueError(f"columns must be positive, got {columns}")
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, c), 255, np.uint8)
+    for i, image in enumerate(images):
+        r, q = divmod(i, columns)
+        grid[r * (h + gap):r * (h + gap) + h, q * (w + gap):q * (w + gap) + w] = image
+    return grid
+
+
+def clip_grid(clips, gap=0):
+    """Clips [S, T, H, W, C] -> one uint8 grid whose row i holds clip i's T frames."""
+    clips = np.asarray(clips)
+    if clips.ndim != 5:
+        raise ValueError(f"clips must be [S, T, H, W, C], got shape {clips.shape}")
+    s, t = clips.shape[:2]
+    return image_grid(clips.reshape(s * t, *clips.shape[2:]), columns=t, gap=gap)
+
+
+def token_images(tokens, codebook_size, cell=8):
+    """Token grids [S, h, w] -> uint8 RGB [S, h*cell, w*cell, 3], each code a fixed colour.
+
+    How token maps are shown when no tokenizer decodes them to pixels."""
+    from matplotlib import colormaps
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 3:
+        raise ValueError(f"tokens must be [S, h, w] grids, got shape {tokens.shape}")
+    colors = (colormaps["viridis"](np.linspace(0, 1, codebook_size))[:, :3] * 255).round()
+    images = colors.astype(np.uint8)[np.clip(tokens, 0, codebook_size - 1)]
+    return np.repeat(np.repeat(images, cell, axis=1), cell, axis=2)
+
+
+def write_png(path, image):
+    """Writes one image [H, W, C] (uint8 or floats in [0, 1]) to a PNG atomically."""
+    from PIL import Image
+    pixels = to_uint8(image)
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"a PNG needs an [H, W, 1|3|4] image, got shape {pixels.shape}")
+    picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    return files.atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"), suffix=".png")
+
+
+def save_image_grid(images, path, columns=None, gap=0):
+    """Writes `image_grid(images, columns, gap)` to the PNG `path`; returns the path."""
+    return write_png(path, image_grid(images, columns, gap))

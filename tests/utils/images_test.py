@@ -1,0 +1,44 @@
+"""Image grids, clip rows, token maps and PNG files."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from magnets_tf.utils import images
+
+
+def test_image_grid_layout_gaps_and_empty_cells():
+    batch = np.stack([np.full((2, 3, 1), i / 4.0) for i in range(5)])
+    grid = images.image_grid(batch, columns=2)
+    assert grid.shape == (6, 6, 1) and grid.dtype == np.uint8
+    assert grid[0, 3, 0] == round(0.25 * 255) and grid[4, 0, 0] == 255  # image 4 = 1.0
+    assert grid[4, 3, 0] == 255  # the empty sixth cell is white
+    gapped = images.image_grid(np.zeros((5, 4, 4, 3)), gap=1)
+    assert gapped.shape == (2 * 5 - 1, 3 * 5 - 1, 3)  # near-square 2x3 layout, 1px gaps
+    assert gapped[4, 0, 0] == 255 and gapped[0, 0, 0] == 0
+    with pytest.raises(ValueError, match="non-empty"):
+        images.image_grid(np.zeros((0, 2, 2, 1)))
+
+
+def test_clip_grid_puts_each_clip_on_a_row():
+    clips = np.zeros((2, 3, 4, 5, 1), np.uint8)
+    clips[1] = 200
+    grid = images.clip_grid(clips)
+    assert grid.shape == (2 * 4, 3 * 5, 1)
+    assert grid[:4].max() == 0 and grid[4:].min() == 200
+
+
+def test_token_images_colour_each_code():
+    tokens = np.arange(8).reshape(2, 2, 2)
+    maps = images.token_images(tokens, codebook_size=8, cell=3)
+    assert maps.shape == (2, 6, 6, 3) and maps.dtype == np.uint8
+    assert len({tuple(maps[i // 4, (i % 4) // 2 * 3, i % 2 * 3]) for i in range(8)}) == 8
+
+
+def test_write_png_round_trip(tmp_path):
+    grey = images.image_grid(np.random.default_rng(0).uniform(size=(6, 28, 28, 1)), columns=4)
+    path = images.write_png(tmp_path / "out" / "grid.png", grey)
+    loaded = np.asarray(Image.open(path))
+    assert loaded.shape == (2 * 28, 4 * 28)
+    np.testing.assert_array_equal(loaded, grey[..., 0])
+    with pytest.raises(ValueError, match="PNG"):
+        images.write_png(tmp_path / "bad.png", np.zeros((2, 2, 2)))
