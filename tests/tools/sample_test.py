@@ -28,7 +28,7 @@ def test_samples_from_a_saved_transformer(tmp_path):
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (3, 4, 4) and tokens.min() >= 0 and tokens.max() < 32
     image = np.asarray(Image.open(out))
-    assert image.shape == (2 * (16 + 2), 2 * (16 + 2), 3)
+    assert image.shape == (2 * 16 + 2, 2 * 16 + 2, 3)  # 2x2 cells of 4x4 tokens, 2px gaps
     assert "wrote 3 samples" in result.stdout
 
 
@@ -73,7 +73,7 @@ def test_video_frame_prediction_keeps_the_real_first_frames(tmp_path):
     assert tokens.shape == (3, 2, 8, 8)
     np.testing.assert_array_equal(tokens.reshape(3, -1)[:, :64], real[:, :64])
     # Rows: 3 real clips, then 3 predictions; columns: the 4 frames.
-    assert np.asarray(Image.open(out)).shape == (6 * (32 + 2), 4 * (32 + 2))
+    assert np.asarray(Image.open(out)).shape == (6 * 32 + 5 * 2, 4 * 32 + 3 * 2)  # clip rows
 
 
 def test_video_generation_needs_condition_data_when_the_model_predicts(tmp_path):
