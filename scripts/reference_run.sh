@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Fashion-MNIST reference run behind checkpoints/fashion_mnist and docs/results.md.
+# The Fashion-MNIST reference run behind checkpoints/fashion_mnist, docs/results.md and the
+# data in results/ (results/README.md maps each file to the stage that wrote it).
 #
 #   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
 #

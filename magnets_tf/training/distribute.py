@@ -74,9 +74,10 @@ def default_jit_compile(strategy):
     """Whether to XLA-compile the per-replica train step.
 
     Only with GPUs under the default / one-device / mirrored strategies: XLA under
-    MirroredStrategy over logical CPUs fails (DESIGN.md section 7), and on CPU the
-    compiled nested train step measured ~20x slower than the graph one here (0.08 vs
-    1.5 steps/s, tiny preset, batch 128), as Keras' own jit_compile="auto" also avoids.
+    MirroredStrategy over logical CPUs fails (docs/design.md, platform facts), and on
+    CPU the compiled nested train step measured ~20x slower than the graph one here
+    (0.08 vs 1.5 steps/s, tiny preset, batch 128), as Keras' own jit_compile="auto" also
+    avoids.
     TPUStrategy compiles by itself.
     """
     if isinstance(strategy, tf.distribute.TPUStrategy):
