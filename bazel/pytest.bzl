@@ -5,6 +5,7 @@ every test target shares one runner as `main` instead of carrying Bazel boilerpl
 """
 
 _RUNNER = "//bazel:pytest_runner.py"
+_PYTEST_INI = "//:pytest.ini"
 
 def pytest_test(name, srcs, deps = [], data = [], args = [], timeout = "long", **kwargs):
     """A py_test running `srcs[0]` under pytest with the repository's pytest.ini.
@@ -28,7 +29,7 @@ def pytest_test(name, srcs, deps = [], data = [], args = [], timeout = "long", *
         main = _RUNNER,
         args = [test_file] + args,
         deps = deps,
-        data = data + ["//:pytest.ini"],
+        data = data + ([] if _PYTEST_INI in data else [_PYTEST_INI]),
         timeout = timeout,
         python_version = "PY3",
         srcs_version = "PY3",

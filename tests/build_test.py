@@ -4,6 +4,9 @@ Also the rules of scripts/gen_build.py on small trees, and the pytest runner beh
 Bazel test target (bazel/pytest_runner.py).
 """
 import importlib.util
+import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -236,3 +239,27 @@ def test_runner_flags_repository_modules_from_elsewhere(tmp_path):
     assert pytest_runner.misplaced_modules(str(root), str(source), wrong) == [
         "magnets_tf.sub: its __init__.py is not in the runfiles",
         "magnets_tf.x: loaded from /installed/magnets_tf/x.py"]
+
+
+@pytest.mark.parametrize("test_source, extra_args, exit_code, output", [
+    ("def test_ok():\n    pass\n", [], 0, "1 passed"),
+    ("def test_bad():\n    assert False\n", [], 1, "1 failed"),
+    ("import pytest\n@pytest.mark.slow\ndef test_slow():\n    pass\n", [], 0,
+     "all 1 tests deselected"),
+    ("import pytest\n@pytest.mark.slow\ndef test_slow():\n    pass\n", ["-m", "slow"], 0,
+     "1 passed"),
+    ("X = 1\n", [], 5, "no tests ran"),
+])
+def test_runner_end_to_end(tmp_path, test_source, extra_args, exit_code, output):
+    root, environ = _runfiles(tmp_path)
+    _write(root, {"pytest.ini": (ROOT / "pytest.ini").read_text(), "tests/a_test.py": test_source})
+    runner = ROOT / "bazel" / "pytest_runner.py"
+    # Not the outer Bazel test's report file, filter or temporary directory.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XML_OUTPUT_FILE", "TESTBRIDGE_TEST_ONLY", "TEST_TMPDIR")}
+    env.update(environ, TEST_TMPDIR=str(tmp_path / "test_tmp"))
+    proc = subprocess.run([sys.executable, str(runner), "tests/a_test.py", *extra_args],
+                          env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == exit_code, proc.stdout + proc.stderr
+    assert output in proc.stdout
