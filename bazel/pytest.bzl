@@ -7,7 +7,8 @@ every test target shares one runner as `main` instead of carrying Bazel boilerpl
 _RUNNER = "//bazel:pytest_runner.py"
 _PYTEST_INI = "//:pytest.ini"
 
-def pytest_test(name, srcs, deps = [], data = [], args = [], timeout = "long", **kwargs):
+def pytest_test(name, srcs, deps = [], data = [], args = [], size = "medium", timeout = None,
+                **kwargs):
     """A py_test running `srcs[0]` under pytest with the repository's pytest.ini.
 
     Args:
@@ -16,9 +17,10 @@ def pytest_test(name, srcs, deps = [], data = [], args = [], timeout = "long", *
       deps: py_library targets imported by the test (conftest.py libraries included).
       data: files the test reads at run time.
       args: extra pytest arguments, after the test file.
-      timeout: "long" (900 s) unless given: TensorFlow tests on two shared cores outrun
-        the 300 s of a medium test under load.
-      **kwargs: passed to py_test (size, tags, ...).
+      size: "medium", or "large" for tests that start subprocesses (tools, trainings).
+      timeout: unless given, "long" (900 s), "eternal" (3600 s) for large tests: TensorFlow
+        tests on two shared, loaded cores measured up to 320 s (medium) and 680 s (large).
+      **kwargs: passed to py_test (tags, ...).
     """
     if not srcs:
         fail("pytest_test %s: srcs must name the test file" % name)
@@ -30,7 +32,8 @@ def pytest_test(name, srcs, deps = [], data = [], args = [], timeout = "long", *
         args = [test_file] + args,
         deps = deps,
         data = data + ([] if _PYTEST_INI in data else [_PYTEST_INI]),
-        timeout = timeout,
+        size = size,
+        timeout = timeout or ("eternal" if size == "large" else "long"),
         python_version = "PY3",
         srcs_version = "PY3",
         **kwargs
