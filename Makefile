@@ -1,15 +1,32 @@
-# Set-up, tests and the main job. Works as root (installs Debian data sets too) or in a venv.
+# Set-up, tests and the main job. Works as root (installs Debian data sets and Bazel too) or in a venv.
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
+BAZEL ?= bazel
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup test test-all quickstart quickstart-smoke
+.PHONY: setup test pytest bazel-ci bazel-test test-all quickstart quickstart-smoke
 
 setup:
 	bash scripts/setup.sh
 
-test: setup
+# CI (.ci/run): the pytest suite, then the Bazel build and a few Bazel test packages.
+test: pytest bazel-ci
+
+pytest: setup
 	$(PYTHON) -m pytest -q -n 2 tests
+
+# Every target builds, and the layers and decoding tests pass under Bazel (a few minutes).
+bazel-ci: setup
+	@command -v $(BAZEL) >/dev/null || { echo "bazel not found: run 'make setup' as root" \
+	  "(Debian bazel-bootstrap), or 'make pytest' for the pytest suite only" >&2; exit 1; }
+	$(BAZEL) build //... && $(BAZEL) test //tests/layers/... //tests/decoding/...; \
+	  status=$$?; $(BAZEL) shutdown; exit $$status
+
+# Every test file under Bazel, each in its own sandbox (much slower than `make pytest`).
+bazel-test: setup
+	@command -v $(BAZEL) >/dev/null || { echo "bazel not found: run 'make setup' as root" \
+	  "(Debian bazel-bootstrap)" >&2; exit 1; }
+	$(BAZEL) test //...
 
 test-all: setup
 	$(PYTHON) -m pytest -q -n 2 -m "" tests
