@@ -250,6 +250,21 @@ def _tfds_video_source(name, split, data_dir):
 OFFLINE_VIDEO_DATASETS = (*MOVING_MNIST_SOURCES, "opencv_clips")
 
 
+def clip_arrays(name, split, num_frames, frame_size, num_videos=None, frame_stride=1,
+                num_digits=2, seed=0, data_dir=None):
+    """(uint8 clips [N, T, H, W, C], int32 labels [N]) of an offline clip set.
+
+    Moving MNIST variants generate `num_videos` clips (frame_stride does not apply);
+    opencv_clips cuts every clip of the split out of the opencv-doc videos.
+    """
+    if name in MOVING_MNIST_SOURCES:
+        return moving_mnist_arrays(name, split, num_videos, num_frames, frame_size,
+                                   num_digits, seed)
+    if name == "opencv_clips":
+        return opencv_clip_arrays(split, num_frames, frame_size, frame_stride, data_dir)
+    raise ValueError(f"unknown clip set {name!r}; known: {sorted(OFFLINE_VIDEO_DATASETS)}")
+
+
 # ----------------------------------------------------------------------------- one API
 @gin.configurable
 def video_dataset(name, split, batch_size, num_frames=16, frame_size=64, frame_stride=1,
@@ -263,13 +278,9 @@ def video_dataset(name, split, batch_size, num_frames=16, frame_size=64, frame_s
     """
     _check_positive(batch_size=batch_size, num_frames=num_frames, frame_stride=frame_stride)
     size = _size_pair(frame_size)
-    if name in MOVING_MNIST_SOURCES:
-        videos, labels = moving_mnist_arrays(name, split, num_videos, num_frames, size,
-                                             num_digits, seed)
-        ds = tf.data.Dataset.from_tensor_slices({"video": videos, "label": labels})
-        prepare = _to_float
-    elif name == "opencv_clips":
-        videos, labels = opencv_clip_arrays(split, num_frames, size, frame_stride, data_dir)
+    if name in OFFLINE_VIDEO_DATASETS:
+        videos, labels = clip_arrays(name, split, num_frames, size, num_videos, frame_stride,
+                                     num_digits, seed, data_dir)
         ds = tf.data.Dataset.from_tensor_slices({"video": videos, "label": labels})
         prepare = _to_float
     else:

@@ -103,7 +103,6 @@ def exact_pass_gflops(arch, num_processed, num_attended, num_logits, factor):
 
 def exact_gflops(arch, plan: DecodePlan):
     """Per-step GFLOPs our decoder executes for `plan` (both CFG branches)."""
-    seq = plan.sequence_length
     per_step = []
     uncond = plan.uncond_num_processed()
     for k in range(plan.num_steps):

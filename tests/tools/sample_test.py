@@ -1,19 +1,14 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from magnets_tf.models.presets import build_transformer
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "sample.py"), *args],
-                          capture_output=True, text=True, timeout=600)
+    return run_tool("sample", *args, timeout=600)
 
 
 def test_samples_from_a_saved_transformer(tmp_path):
@@ -28,7 +23,7 @@ def test_samples_from_a_saved_transformer(tmp_path):
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (3, 4, 4) and tokens.min() >= 0 and tokens.max() < 32
     image = np.asarray(Image.open(out))
-    assert image.shape == (2 * (16 + 2), 2 * (16 + 2), 3)
+    assert image.shape == (2 * 16 + 2, 2 * 16 + 2, 3)  # 2x2 cells of 4x4 tokens, gap 2
     assert "wrote 3 samples" in result.stdout
 
 
@@ -73,7 +68,7 @@ def test_video_frame_prediction_keeps_the_real_first_frames(tmp_path):
     assert tokens.shape == (3, 2, 8, 8)
     np.testing.assert_array_equal(tokens.reshape(3, -1)[:, :64], real[:, :64])
     # Rows: 3 real clips, then 3 predictions; columns: the 4 frames.
-    assert np.asarray(Image.open(out)).shape == (6 * (32 + 2), 4 * (32 + 2))
+    assert np.asarray(Image.open(out)).shape == (6 * 32 + 5 * 2, 4 * 32 + 3 * 2)
 
 
 def test_video_generation_needs_condition_data_when_the_model_predicts(tmp_path):
