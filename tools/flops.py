@@ -1,6 +1,8 @@
 r"""GFLOPs of MaskGIT++ (full model, no cache) vs a MaGNeTS decode plan.
 
-python tools/flops.py --preset=L --num_steps=12 --guidance_steps=4 --model_schedule=8:3,4:3,2:3,1:3 --model=paper
+python tools/flops.py --preset=L --num_steps=12 --guidance_steps=4 --model=paper
+
+The MaGNeTS plan defaults to the paper's schedule (decoding.schedule.DEFAULT_MODEL_SCHEDULE).
 """
 from absl import flags
 

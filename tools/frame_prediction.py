@@ -1,6 +1,7 @@
 r"""Moving MNIST frame prediction: train a tiny nested transformer on 3D-tokenizer tokens,
-then compare MaGNeTS (8:3,4:3,2:3,1:3 + cache) with the full model without cache, same
-weights: per-frame MSE/PSNR, FVD (named features) and measured decode time.
+then compare MaGNeTS (the plan flags, by default the paper's schedule with cache) with the
+full model without cache, same weights: per-frame MSE/PSNR, FVD (named features) and
+measured decode time.
 
 nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_prediction.gin \
     --tokenizer_dir=/work/runs/video_tokenizer_mmnist --model_dir=/work/runs/frame_prediction

@@ -6,6 +6,7 @@ first); `include` lines in gin files may name paths relative to the repository r
 import os
 from pathlib import Path
 
+import gin
 from absl import app, flags
 
 from magnets_tf import gin_setup
@@ -25,8 +26,6 @@ def define_gin_flags(flag_values=flags.FLAGS):
 def parse_gin_flags(flag_values=flags.FLAGS):
     """Parses the flags' gin files and bindings; a missing file or a bad binding is a
     usage error."""
-    import gin
-
     for path in flag_values.gin_file:
         if not os.path.exists(path):
             raise app.UsageError(f"--gin_file {path} does not exist")

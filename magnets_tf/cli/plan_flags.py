@@ -11,6 +11,7 @@ The model fixes num_tokens, num_condition_tokens and available_factors.
 """
 import inspect
 
+import gin
 from absl import app, flags
 
 from magnets_tf.decoding import schedule
@@ -90,7 +91,6 @@ def plan_setting(name, flag_values=flags.FLAGS):
 
 
 def _gin_binding(name):
-    import gin
     return gin.query_parameter(f"make_plan.{name}")
 
 
