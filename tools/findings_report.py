@@ -8,26 +8,23 @@ tools/sweep_schedules.py; --gt_only_csv is the `nested` sweep of a model trained
 NestedMaskGitTrainer.loss_mode='gt_only' (finding 5). Prints a markdown table and, last,
 `reproduced=.. not_reproduced=.. not_measured=..`.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from absl import flags
 
-from absl import app, flags  # noqa: E402
+from magnets_tf.cli import app
+from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE
+from magnets_tf.utils import files
 
-flags.DEFINE_string("sweep_csv", None, "sweep.csv of the MaGNeTS model (required).")
+flags.DEFINE_string("sweep_csv", None, "sweep.csv of the MaGNeTS model.", required=True)
 flags.DEFINE_string("gt_only_csv", None, "sweep.csv of the ground-truth-only model.")
 flags.DEFINE_integer("total_steps", 12, "Decoding steps K of the sweep.")
-flags.DEFINE_string("schedule", "8:3,4:3,2:3,1:3", "The MaGNeTS schedule of findings 2, 3.")
+flags.DEFINE_string("schedule", DEFAULT_MODEL_SCHEDULE, "The MaGNeTS schedule of findings 2, 3.")
 flags.DEFINE_string("output", None, "Also write the markdown table here.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.sweep_csv:
-        raise app.UsageError("--sweep_csv is required")
+def main():
     from magnets_tf.evaluation import findings, sweep
 
     tables = {}
@@ -48,11 +45,14 @@ def main(argv):
     table = findings.markdown_table(result, n="/".join(sizes) if sizes else None)
     print(table)
     if FLAGS.output:
-        Path(FLAGS.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.output).write_text(table)
+        files.write_text(FLAGS.output, table)
     counts = [sum(f.reproduced is v for f in result) for v in (True, False, None)]
     print("reproduced={} not_reproduced={} not_measured={}".format(*counts))
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

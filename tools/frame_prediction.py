@@ -1,6 +1,7 @@
 r"""Moving MNIST frame prediction: train a tiny nested transformer on 3D-tokenizer tokens,
-then compare MaGNeTS (8:3,4:3,2:3,1:3 + cache) with the full model without cache, same
-weights: per-frame MSE/PSNR, FVD (named features) and measured decode time.
+then compare MaGNeTS (the plan flags, by default the paper's schedule with cache) with the
+full model without cache, same weights: per-frame MSE/PSNR, FVD (named features) and
+measured decode time.
 
 nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_prediction.gin \
     --tokenizer_dir=/work/runs/video_tokenizer_mmnist --model_dir=/work/runs/frame_prediction
@@ -9,40 +10,33 @@ Writes metrics.json, predictions.png, the transformer weights and TensorBoard su
 into --model_dir; prints one summary line per decode plan.
 """
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from absl import flags
 
-import gin  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from magnets_tf import xla_cpu  # noqa: E402
-from magnets_tf.gin_setup import parse_gin  # noqa: E402
+from magnets_tf import xla_cpu
+from magnets_tf.cli import app, gin_flags, plan_flags
+from magnets_tf.data import video
+from magnets_tf.data.video import moving_mnist_arrays
+from magnets_tf.evaluation import flops
+from magnets_tf.evaluation import frame_prediction as frame_prediction_eval
+from magnets_tf.evaluation import generation
+from magnets_tf.evaluation.fvd import InceptionFrameFeatures
+from magnets_tf.models.presets import build_transformer
+from magnets_tf.training import frame_prediction
+from magnets_tf.models import saving
+from magnets_tf.models.saving import load_tokenizer
+from magnets_tf.utils import images as images_lib
+from magnets_tf.utils import files
 
-from magnets_tf.data import video  # noqa: E402
-from magnets_tf.data.video import moving_mnist_arrays  # noqa: E402
-from magnets_tf.decoding.schedule import make_plan  # noqa: E402
-from magnets_tf.evaluation import flops  # noqa: E402
-from magnets_tf.evaluation import frame_prediction as frame_prediction_eval  # noqa: E402
-from magnets_tf.evaluation.fvd import InceptionFrameFeatures  # noqa: E402
-from magnets_tf.models.presets import build_transformer  # noqa: E402
-from magnets_tf.training import frame_prediction  # noqa: E402
-from magnets_tf.models import saving  # noqa: E402
-from magnets_tf.models.saving import load_tokenizer  # noqa: E402
-from magnets_tf.utils import images as images_lib  # noqa: E402
-from magnets_tf.utils import files  # noqa: E402
-
-flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable).")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
+gin_flags.define_gin_flags()
 flags.DEFINE_string("tokenizer_dir", None, "Trained VideoTokenizer directory.")
 flags.DEFINE_string("model_dir", None, "Output directory.")
 flags.DEFINE_string("dataset", "moving_mnist", "moving_mnist or moving_fashion_mnist.")
 flags.DEFINE_integer("num_train_videos", 4000, "Training clips generated.")
 flags.DEFINE_integer("num_test_videos", 64, "Test clips predicted.")
 flags.DEFINE_integer("condition_frames", 4, "Frames given (first quarter of 16).")
-flags.DEFINE_string("schedule", "8:3,4:3,2:3,1:3", "MaGNeTS model schedule.")
-flags.DEFINE_integer("steps", 12, "Decoding steps K.")
+plan_flags.define_plan_flags()
 flags.DEFINE_integer("eval_batch_size", 16, "Decode batch size.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size.")
 flags.DEFINE_integer("fvd_clips", 32, "Clips used for FVD (0: no FVD).")
@@ -53,24 +47,13 @@ flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compil
 flags.DEFINE_bool("train", True, "Train (else load the transformer from --model_dir).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
+FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
-    FLAGS = flags.FLAGS
-    for path in FLAGS.gin_file:
-        if not os.path.exists(path):
-            raise app.UsageError(f"--gin_file {path} does not exist")
-    try:
-        parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
-    except (ValueError, KeyError, TypeError) as e:
-        raise app.UsageError(f"bad gin configuration: {e}") from None
-    try:
-        tokenizer = load_tokenizer(FLAGS.tokenizer_dir)
-    except (FileNotFoundError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
+    gin_flags.parse_gin_flags()
+    tokenizer = load_tokenizer(FLAGS.tokenizer_dir)
     if not hasattr(tokenizer, "video_shape"):
         raise app.UsageError(f"{FLAGS.tokenizer_dir} holds an image tokenizer, not a "
                              f"VideoTokenizer")
@@ -101,16 +84,15 @@ def main(argv):
         print(f"trained {trainer.num_steps} steps: {logged}")
     else:
         model = saving.load_transformer(FLAGS.model_dir)
+        if model.num_condition_tokens != condition_tokens:
+            raise app.UsageError(f"{FLAGS.model_dir} predicts from {model.num_condition_tokens} "
+                                 f"condition tokens; --condition_frames="
+                                 f"{FLAGS.condition_frames} gives {condition_tokens}")
 
     test, test_labels = moving_mnist_arrays(FLAGS.dataset, "test", FLAGS.num_test_videos,
                                             frames, (height, width), seed=0)
-    plans = {
-        "magnets": make_plan(t * h * w, FLAGS.steps, FLAGS.schedule,
-                             num_condition_tokens=condition_tokens),
-        "full_model_no_cache": make_plan(t * h * w, FLAGS.steps, "1:%d" % FLAGS.steps,
-                                         num_condition_tokens=condition_tokens,
-                                         use_cache=False),
-    }
+    magnets = plan_flags.decode_plan(model)
+    plans = {"magnets": magnets, "full_model_no_cache": flops.uncached_baseline_plan(magnets)}
     network = None
     if FLAGS.fvd_clips:
         network = InceptionFrameFeatures()
@@ -122,16 +104,14 @@ def main(argv):
     base = results["full_model_no_cache"]["decode_seconds_median"]
     results["magnets"]["measured_speedup_vs_full_model"] = base / results["magnets"][
         "decode_seconds_median"]
-    arch = flops.ArchSpec.from_model(model)
     for name, plan in plans.items():  # per clip; condition tokens are never processed
-        results[name]["gflops_exact"] = float(sum(flops.exact_gflops(arch, plan)))
-        results[name]["gflops_paper"] = float(sum(flops.paper_gflops_for_plan(arch, plan)))
+        results[name].update(generation.plan_gflops(model, plan))
     results["magnets"]["exact_gflops_ratio_vs_full_model"] = (
         results["full_model_no_cache"]["gflops_exact"] / results["magnets"]["gflops_exact"])
     results["setting"] = dict(
         dataset=FLAGS.dataset, clip=list(tokenizer.video_shape), token_grid=[t, h, w],
         condition_frames=FLAGS.condition_frames, condition_tokens=condition_tokens,
-        generated_tokens=t * h * w - condition_tokens, steps=FLAGS.steps,
+        generated_tokens=t * h * w - condition_tokens, steps=magnets.num_steps,
         transformer=model.get_config(), num_test_clips=len(test),
         decoder_jit_compile=FLAGS.jit_compile)
     path = os.path.join(FLAGS.model_dir, "metrics.json")
@@ -155,5 +135,9 @@ def main(argv):
           f"tokenizer_psnr_db={results['tokenizer_reconstruction']['psnr_db']:.2f}")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from absl import flags
 
-from absl import app, flags  # noqa: E402
+from magnets_tf.cli import app
+from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE
+from magnets_tf.utils import files
+
+ROOT = Path(__file__).resolve().parents[1]
 
 flags.DEFINE_string("output_dir", "runs/quickstart", "Report folder (all artefacts go here).")
 flags.DEFINE_bool("quick", False, "Smoke version: tiny step counts, a few minutes.")
@@ -60,9 +63,10 @@ QUICK = Budget(tokenizer_steps=40, train_steps=20, train_batch_size=32, classifi
               tokenize_examples=1000)
 
 # The MaGNeTS plan and its MaskGIT++ counterpart: 12 steps, guidance on the last 4.
-PLAN_FLAGS = ["--steps=12", "--cfg_last=4", "--guidance_scale=2.0"]
-MAGNETS_PLAN = ["--schedule=8:3,4:3,2:3,1:3", "--cache=true", "--refresh=model_change"]
-BASELINE_PLAN = ["--schedule=1:12", "--cache=false"]
+PLAN_FLAGS = ["--num_steps=12", "--guidance_steps=4", "--guidance_scale=2.0"]
+MAGNETS_PLAN = [f"--model_schedule={DEFAULT_MODEL_SCHEDULE}", "--use_cache=true",
+                "--refresh=model_change"]
+BASELINE_PLAN = ["--model_schedule=1:12", "--use_cache=false"]
 
 
 def pick_dataset(requested):
@@ -109,8 +113,8 @@ def run_stage(out, name, argv, log_name=None):
         proc.wait()
     if proc.returncode:
         tail = "".join(open(log).readlines()[-15:])
-        raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); log {log}:\n{tail}")
-    marker.write_text(json.dumps({"seconds": time.time() - start}))
+        raise app.RunFailure(f"stage {name} failed (exit {proc.returncode}); log {log}:\n{tail}")
+    files.write_json(marker, {"seconds": time.time() - start})
     print(f"[{name}] {time.time() - start:.0f} s  {last[:120]}", flush=True)
 
 
@@ -156,13 +160,13 @@ def stages(out, dataset, budget, seed):
     codes = config["codebook_size"] if config else 512
     yield "benchmark", tool(
         "benchmark", "--preset=tiny", f"--grid={grid}", f"--codebook_size={codes}",
-        "--num_classes=10", "--steps=12", "--cfg_last=4",
+        "--num_classes=10", *PLAN_FLAGS,
         f"--batch_size={budget.benchmark_batch}", f"--repeats={budget.benchmark_repeats}",
         f"--output_json={out / 'benchmark.json'}")
     yield "export", tool("export", f"--transformer_dir={out / 'magnets'}",
                          f"--tokenizer_dir={tokenizer}", f"--export_base={out / 'export'}",
                          "--batch_sizes=1,4", "--jit_compile=false", *PLAN_FLAGS,
-                         "--schedule=8:3,4:3,2:3,1:3")
+                         *MAGNETS_PLAN)
 
 
 def _sample_commands(out, tokenizer):
@@ -189,7 +193,7 @@ def write_report(out, dataset, budget):
 
     rows = []
     for name, label in (("maskgit", "MaskGIT++ (full model, no cache)"),
-                        ("magnets", "MaGNeTS (8:3,4:3,2:3,1:3, cache + refresh)")):
+                        ("magnets", f"MaGNeTS ({DEFAULT_MODEL_SCHEDULE}, cache + refresh)")):
         m = evals[name]
         rows.append(f"| {label} | {fmt(m.get('fid'), '.2f')} | "
                     f"{fmt(m.get('inception_score'), '.2f')} | "
@@ -238,13 +242,11 @@ def write_report(out, dataset, budget):
         f"- logs of every stage: `{out / 'logs'}`",
     ]
     report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    files.write_text(report, "\n".join(lines) + "\n")
     return report
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     out = Path(FLAGS.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     dataset = pick_dataset(FLAGS.dataset)
@@ -257,13 +259,14 @@ def main(argv):
         commands = argv_or_list if isinstance(argv_or_list[0], list) else [argv_or_list]
         for j, command in enumerate(commands):
             stage = name if len(commands) == 1 else f"{name}_{j}"
-            try:
-                run_stage(out, stage, command)
-            except RuntimeError as e:
-                raise app.UsageError(str(e)) from None
+            run_stage(out, stage, command)
     report = write_report(out, dataset, budget)
     print(f"report: {report} ({time.time() - start:.0f} s)")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -8,17 +8,14 @@ num_classes, num_examples and the tokenizer path) for `token_dataset`. Each spli
 written to a temporary directory and renamed when complete.
 """
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from magnets_tf.data import datasets, tokenized  # noqa: E402
-from magnets_tf.models.saving import load_tokenizer  # noqa: E402
+from magnets_tf.cli import app
+from magnets_tf.data import datasets, tokenized
+from magnets_tf.models.saving import load_tokenizer
 
 flags.DEFINE_string("tokenizer_dir", None, "Trained tokenizer model dir (tools/train_tokenizer.py).")
 flags.DEFINE_string("dataset", "fashion_mnist", "Offline set or tfds name.")
@@ -60,16 +57,11 @@ def encode_split(model, name, split, batch_size, image_size=None, max_examples=0
         yield np.asarray(encode(batch["image"])), np.asarray(batch["label"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     fl = flags.FLAGS
     if fl.max_examples < 0:
         raise app.UsageError(f"--max_examples must be >= 0, got {fl.max_examples}")
-    try:
-        model = load_tokenizer(fl.tokenizer_dir)
-    except (FileNotFoundError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
+    model = load_tokenizer(fl.tokenizer_dir)
     metadata = dict(codebook_size=model.codebook_size, grid=list(model.grid_shape),
                     num_classes=_num_classes(fl.dataset),
                     tokenizer=os.path.abspath(fl.tokenizer_dir), dataset=fl.dataset)
@@ -88,5 +80,9 @@ def main(argv):
               f"codebook {written['codebook_size']}")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

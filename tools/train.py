@@ -5,17 +5,14 @@ python tools/train.py --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir=
 Restarting the same command resumes from the latest checkpoint in --model_dir.
 """
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-from magnets_tf.gin_setup import parse_gin  # noqa: E402
+from absl import flags  # noqa: E402
 
-flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable, applied in order).")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"train.batch_size=64\".")
+from magnets_tf.cli import app, gin_flags  # noqa: E402
+
+gin_flags.define_gin_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, TensorBoard and the "
                     "trained transformer.", required=True)
 flags.DEFINE_enum("strategy", "default",
@@ -31,46 +28,32 @@ flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main():
     if not FLAGS.gin_file:
         raise app.UsageError("--gin_file is required (e.g. gin/fashion_mnist/magnets_tiny.gin)")
-    for path in FLAGS.gin_file:
-        if not os.path.exists(path):
-            raise app.UsageError(f"--gin_file {path} does not exist")
     if FLAGS.train_steps <= 0:
         raise app.UsageError(f"--train_steps must be positive, got {FLAGS.train_steps}")
 
-    import gin  # noqa: E402
-    from magnets_tf.training import distribute  # noqa: E402
-    if FLAGS.logical_cpus:
+    from magnets_tf.training import distribute
+    if FLAGS.logical_cpus:  # before TF initialises its devices
         distribute.configure_logical_cpus(FLAGS.logical_cpus)
-    from magnets_tf.data.tokenized import TokenShardError  # noqa: E402
-    from magnets_tf.training import loop  # noqa: E402
+    from magnets_tf.training import loop
 
-    gin.add_config_file_search_path(str(Path(__file__).resolve().parents[1]))
-    try:
-        parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
-    except (ValueError, KeyError, SyntaxError, TypeError) as e:
-        raise app.UsageError(f"bad gin configuration: {e}") from None
+    gin_flags.parse_gin_flags()
     try:
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
-    except ValueError as e:
+    except ValueError as e:  # --strategy / --tpu that do not go together
         raise app.UsageError(str(e)) from None
-    try:
-        summary = loop.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                             progress=FLAGS.progress)
-    except TokenShardError as e:
-        sys.exit(f"error: token shards: {e}")
-    except loop.NonFiniteLossError as e:
-        sys.exit(f"error: {e}")
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    summary = loop.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
+                         progress=FLAGS.progress)
     logs = " ".join(f"{k}={v:.4f}" for k, v in sorted(summary["logs"].items()))
     print(f"done: step={summary['final_step']} steps_per_second="
           f"{summary['steps_per_second']:.2f} {logs}", flush=True)
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

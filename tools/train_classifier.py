@@ -2,35 +2,25 @@ r"""Trains the class-accuracy classifier on an offline data set.
 
 python tools/train_classifier.py --dataset=fashion_mnist --model_dir=runs/classifier_fmnist
 """
-import sys
-from pathlib import Path
+from absl import flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from absl import app, flags  # noqa: E402
+from magnets_tf.cli import app
 
 flags.DEFINE_string("dataset", "fashion_mnist", "Offline data set (fashion_mnist, mnist5k).")
-flags.DEFINE_string("model_dir", None, "Output directory.")
+flags.DEFINE_string("model_dir", None, "Output directory.", required=True)
 flags.DEFINE_integer("epochs", 3, "Training epochs.")
 flags.DEFINE_integer("train_examples", 0, "Use only the first N training images (0: all).")
 flags.DEFINE_integer("seed", 0, "Initialisation seed.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required")
+def main():
     if FLAGS.epochs <= 0:
         raise app.UsageError(f"--epochs must be positive, got {FLAGS.epochs}")
     from magnets_tf.data.datasets import load_arrays
     from magnets_tf.evaluation import classifier
-    try:
-        train_x, train_y = load_arrays(FLAGS.dataset, "train")
-        test_x, test_y = load_arrays(FLAGS.dataset, "test")
-    except (ValueError, OSError) as e:
-        raise app.UsageError(str(e)) from None
+    train_x, train_y = load_arrays(FLAGS.dataset, "train")
+    test_x, test_y = load_arrays(FLAGS.dataset, "test")
     if FLAGS.train_examples:
         train_x, train_y = train_x[:FLAGS.train_examples], train_y[:FLAGS.train_examples]
     model, accuracy = classifier.train_classifier(train_x, train_y, test_x, test_y,
@@ -42,5 +32,9 @@ def main(argv):
     print(f"test_accuracy={accuracy:.4f}")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -193,27 +193,31 @@ def preprocess_image(image, image_size=None, random_crop_flip=False, seed=None):
 
 
 # ----------------------------------------------------------------------------- datasets
-def _tfds_source(name, split, data_dir):
+def tfds_source(name, split, data_dir, feature, what, offline, prepare_hint):
+    """Unbatched tf.data of a tfds set's split whose examples hold `feature` and "label".
+
+    what: "data set" / "video data set"; offline: the offline names, for the message of
+    an unknown name; prepare_hint: what preparing the set takes. ValueError for an
+    unknown set or missing features, DatasetNotFoundError when it is not prepared.
+    """
     import tensorflow_datasets as tfds  # Imported lazily: only tfds sets need it.
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
-        raise ValueError(f"unknown data set {name!r}: not offline ({OFFLINE_DATASETS}) and "
-                         f"not a tfds data set ({e})") from None
+        raise ValueError(f"unknown {what} {name!r}: not one of the offline sets "
+                         f"{sorted(offline)} and not a tfds data set ({e})") from None
+    features = builder.info.features
+    if feature not in features or "label" not in features:
+        raise ValueError(f"tfds data set {name!r} has features {list(features)}; a "
+                         f"{what} needs '{feature}' and 'label'")
     try:
-        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return builder.as_dataset(split=split, shuffle_files=False)
     except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
         raise DatasetNotFoundError(
-            f"tfds data set {name!r} (split {split!r}) is not prepared in "
-            f"{builder.data_dir}: download/prepare it with `tfds build {name}` (ImageNet "
-            f"needs the manual archives in ~/tensorflow_datasets/downloads/manual) or pass "
-            f"data_dir ({e})") from None
-    features = builder.info.features
-    if "image" not in features or "label" not in features:
-        raise ValueError(f"tfds data set {name!r} has features {list(features)}; "
-                         f"image_dataset needs 'image' and 'label'")
-    return ds
+            f"tfds {what} {name!r} (split {split!r}) is not prepared in {builder.data_dir}: "
+            f"prepare it with `tfds build {name}` ({prepare_hint}) or pass data_dir "
+            f"({e})") from None
 
 
 def image_dataset(name, split, batch_size, image_size=None, shuffle=False, repeat=False,
@@ -235,14 +239,10 @@ def image_dataset(name, split, batch_size, image_size=None, shuffle=False, repea
         images, labels = load_arrays(name, split)
         ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
     else:
-        ds = _tfds_source(name, split, data_dir)
+        ds = tfds_source(name, split, data_dir, "image", "data set", OFFLINE_DATASETS,
+                         "ImageNet needs the manual archives in "
+                         "~/tensorflow_datasets/downloads/manual")
         ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"]})
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if shuffle:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
     base_seed = tf.constant([int(seed), 0], tf.int64)
 
     def prepare(index, example):
@@ -251,6 +251,20 @@ def image_dataset(name, split, batch_size, image_size=None, shuffle=False, repea
                                  seed=example_seed)
         return {"image": image, "label": tf.cast(example["label"], tf.int32)}
 
+    return finish_pipeline(ds, prepare, batch_size, 10_000, shuffle, repeat, seed,
+                           drop_remainder, input_context)
+
+
+def finish_pipeline(ds, prepare, batch_size, shuffle_buffer, shuffle=False, repeat=False,
+                    seed=0, drop_remainder=False, input_context=None):
+    """The end every data set's pipeline shares: its shard per input pipeline, shuffle,
+    repeat, `prepare(index, example)` in parallel, batch, prefetch."""
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -24,7 +24,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from magnets_tf.data.datasets import DatasetNotFoundError, load_arrays
+from magnets_tf.data.datasets import (DatasetNotFoundError, finish_pipeline, load_arrays,
+                                      tfds_source)
 
 MOVING_MNIST_SOURCES = {"moving_mnist": "mnist5k", "moving_fashion_mnist": "fashion_mnist"}
 # mnist5k has no 60k/10k split: its "train" and "test" are the first 4000 / last 1000.
@@ -225,29 +226,22 @@ def preprocess_clip(clip, frame_size, random_crop_flip=False, seed=None):
     return tf.clip_by_value(clip, 0.0, 1.0)
 
 
-def _tfds_video_source(name, split, data_dir):
-    import tensorflow_datasets as tfds  # Lazily: only tfds sets need it.
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
-        raise ValueError(f"unknown video data set {name!r}: not one of "
-                         f"{sorted(OFFLINE_VIDEO_DATASETS)} and not a tfds data set "
-                         f"({e})") from None
-    features = builder.info.features
-    if "video" not in features or "label" not in features:
-        raise ValueError(f"tfds data set {name!r} has features {list(features)}; "
-                         f"video_dataset needs 'video' and 'label'")
-    try:
-        return builder.as_dataset(split=split, shuffle_files=False)
-    except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
-        raise DatasetNotFoundError(
-            f"tfds video data set {name!r} (split {split!r}) is not prepared in "
-            f"{builder.data_dir}: prepare it with `tfds build {name}` (UCF101 downloads "
-            f"~6.5 GB) or pass data_dir ({e})") from None
-
-
 OFFLINE_VIDEO_DATASETS = (*MOVING_MNIST_SOURCES, "opencv_clips")
+
+
+def clip_arrays(name, split, num_frames, frame_size, num_videos=None, frame_stride=1,
+                num_digits=2, seed=0, data_dir=None):
+    """(uint8 clips [N, T, H, W, C], int32 labels [N]) of an offline clip set.
+
+    Moving MNIST variants generate `num_videos` clips (frame_stride does not apply);
+    opencv_clips cuts every clip of the split out of the opencv-doc videos.
+    """
+    if name in MOVING_MNIST_SOURCES:
+        return moving_mnist_arrays(name, split, num_videos, num_frames, frame_size,
+                                   num_digits, seed)
+    if name == "opencv_clips":
+        return opencv_clip_arrays(split, num_frames, frame_size, frame_stride, data_dir)
+    raise ValueError(f"unknown clip set {name!r}; known: {sorted(OFFLINE_VIDEO_DATASETS)}")
 
 
 # ----------------------------------------------------------------------------- one API
@@ -263,17 +257,14 @@ def video_dataset(name, split, batch_size, num_frames=16, frame_size=64, frame_s
     """
     _check_positive(batch_size=batch_size, num_frames=num_frames, frame_stride=frame_stride)
     size = _size_pair(frame_size)
-    if name in MOVING_MNIST_SOURCES:
-        videos, labels = moving_mnist_arrays(name, split, num_videos, num_frames, size,
-                                             num_digits, seed)
-        ds = tf.data.Dataset.from_tensor_slices({"video": videos, "label": labels})
-        prepare = _to_float
-    elif name == "opencv_clips":
-        videos, labels = opencv_clip_arrays(split, num_frames, size, frame_stride, data_dir)
+    if name in OFFLINE_VIDEO_DATASETS:
+        videos, labels = clip_arrays(name, split, num_frames, size, num_videos, frame_stride,
+                                     num_digits, seed, data_dir)
         ds = tf.data.Dataset.from_tensor_slices({"video": videos, "label": labels})
         prepare = _to_float
     else:
-        ds = _tfds_video_source(name, split, data_dir)
+        ds = tfds_source(name, split, data_dir, "video", "video data set",
+                         OFFLINE_VIDEO_DATASETS, "UCF101 downloads ~6.5 GB")
         ds = ds.map(lambda ex: {"video": ex["video"], "label": ex["label"]})
         base_seed = tf.constant([int(seed), 1], tf.int64)
 
@@ -286,15 +277,8 @@ def video_dataset(name, split, batch_size, num_frames=16, frame_size=64, frame_s
             clip = preprocess_clip(clip, size, random_crop_flip, crop_seed)
             clip.set_shape([int(num_frames), *size, None])
             return {"video": clip, "label": tf.cast(example["label"], tf.int32)}
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if shuffle:
-        ds = ds.shuffle(2_000, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return finish_pipeline(ds, prepare, batch_size, 2_000, shuffle, repeat, seed,
+                           drop_remainder, input_context)
 
 
 def _to_float(index, example):

@@ -10,19 +10,33 @@ import math
 
 import gin
 
+# The paper's MaGNeTS schedule (Table 1): p=8, 4, 2, 1 for 3 of the 12 steps each.
+DEFAULT_MODEL_SCHEDULE = "8:3,4:3,2:3,1:3"
+
 MASK_SCHEDULES = {
-    # Fraction of generated tokens still masked after a fraction t of the steps.
-    "cosine": lambda t: math.cos(math.pi / 2 * t),
-    "linear": lambda t: 1.0 - t,
-    "square": lambda t: 1.0 - t * t,
-    "arccos": lambda t: math.acos(t) / (math.pi / 2),
+    # Fraction of generated tokens still masked after a fraction t of the steps. `xp` is
+    # the math namespace the schedule is written in: `math` for the static plan (Python
+    # floats), `tf.math` for tensors (training draws t per example).
+    "cosine": lambda t, xp=math: xp.cos(math.pi / 2 * t),
+    "linear": lambda t, xp=math: 1.0 - t,
+    "square": lambda t, xp=math: 1.0 - t * t,
+    "arccos": lambda t, xp=math: xp.acos(t) / (math.pi / 2),
 }
 REFRESH_POLICIES = ("model_change", "every_step", "never")
 LAMBDA_POLICIES = ("linear", "constant")
 
 
+def mask_ratio(mask_schedule, t, xp=math):
+    """Fraction of generated tokens still masked at progress t in [0, 1] (one definition
+    for decoding, training masks and the paper's GFLOPs formula)."""
+    if mask_schedule not in MASK_SCHEDULES:
+        raise ValueError(f"unknown mask_schedule {mask_schedule!r}; known: "
+                         f"{sorted(MASK_SCHEDULES)}")
+    return MASK_SCHEDULES[mask_schedule](t, xp)
+
+
 def parse_model_schedule(text):
-    """'8:3,4:3,2:3,1:3' -> ((8, 3), (4, 3), (2, 3), (1, 3)); ValueError on bad syntax."""
+    """'p:k,...' text (DEFAULT_MODEL_SCHEDULE, say) -> ((p, k), ...); ValueError on bad syntax."""
     if not isinstance(text, str):
         return tuple((int(p), int(k)) for p, k in text)
     pairs = []
@@ -32,10 +46,15 @@ def parse_model_schedule(text):
             pairs.append((int(p), int(k)))
         except ValueError:
             raise ValueError(f"bad model schedule entry {item!r} in {text!r}: expected "
-                             f"'factor:steps', e.g. '8:3,4:3,2:3,1:3'") from None
+                             f"'factor:steps', e.g. {DEFAULT_MODEL_SCHEDULE!r}") from None
     if not pairs:
         raise ValueError(f"empty model schedule {text!r}")
     return tuple(pairs)
+
+
+def format_model_schedule(schedule):
+    """((8, 3), (4, 3), ...) or its text -> '8:3,4:3,...' (the inverse of the parser)."""
+    return ",".join(f"{p}:{k}" for p, k in parse_model_schedule(schedule))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +136,7 @@ class DecodePlan:
 
 
 @gin.configurable
-def make_plan(num_tokens, num_steps=12, model_schedule=((8, 3), (4, 3), (2, 3), (1, 3)),
+def make_plan(num_tokens, num_steps=12, model_schedule=DEFAULT_MODEL_SCHEDULE,
               num_condition_tokens=0, mask_schedule="cosine", use_cache=True,
               refresh="model_change", guidance_scale=0.0, guidance_steps=0,
               guidance_lambda="linear", temperature_bias=0.5, temperature_scale=0.8,
@@ -134,8 +153,7 @@ def make_plan(num_tokens, num_steps=12, model_schedule=((8, 3), (4, 3), (2, 3), 
     if not 1 <= num_steps <= generated:
         raise ValueError(f"num_steps={num_steps} must be in [1, {generated}] (one token "
                          f"at least is unmasked per step)")
-    if mask_schedule not in MASK_SCHEDULES:
-        raise ValueError(f"unknown mask_schedule {mask_schedule!r}; known: {sorted(MASK_SCHEDULES)}")
+    mask_ratio(mask_schedule, 0.0)  # raises ValueError for an unknown schedule
     if refresh not in REFRESH_POLICIES:
         raise ValueError(f"unknown refresh policy {refresh!r}; known: {REFRESH_POLICIES}")
     if guidance_lambda not in LAMBDA_POLICIES:
@@ -165,7 +183,6 @@ def make_plan(num_tokens, num_steps=12, model_schedule=((8, 3), (4, 3), (2, 3), 
             raise ValueError(f"{name} must be >= 0, got {value}")
 
     factors = tuple(p for p, k in model_schedule for _ in range(k))
-    ratio = MASK_SCHEDULES[mask_schedule]
     masked_in, masked_out = [], []
     remaining = generated
     for k in range(num_steps):
@@ -173,7 +190,7 @@ def make_plan(num_tokens, num_steps=12, model_schedule=((8, 3), (4, 3), (2, 3), 
         if k == num_steps - 1:
             nxt = 0
         else:
-            nxt = math.floor(generated * ratio((k + 1) / num_steps))
+            nxt = math.floor(generated * mask_ratio(mask_schedule, (k + 1) / num_steps))
             # At least one token is unmasked per step and one left for each later step.
             nxt = max(min(nxt, remaining - 1), num_steps - 1 - k)
         masked_out.append(nxt)

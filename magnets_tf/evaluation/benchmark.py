@@ -110,38 +110,32 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
         if progress:
             progress(r + 1, repeats)
 
-    base_exact = sum(flops.exact_gflops(arch, baseline_plan))
-    ours_exact = sum(flops.exact_gflops(arch, plan))
-    base_paper = sum(flops.paper_gflops_for_plan(arch, baseline_plan))
-    ours_paper = sum(flops.paper_gflops_for_plan(arch, plan))
-    latency = {name: float(np.median(times[name])) for name in ("baseline", "magnets")}
+    plans = {"baseline": baseline_plan, "magnets": plan}
+    exact = {name: sum(flops.exact_gflops(arch, p)) for name, p in plans.items()}
+    paper = {name: sum(flops.paper_gflops_for_plan(arch, p)) for name, p in plans.items()}
+    latency = {name: float(np.median(times[name])) for name in plans}
     matmul_flops = probe.flops_per_call / float(np.median(times["matmul"]))
-    achieved = {"baseline": 2e9 * base_exact * batch_size / latency["baseline"],
-                "magnets": 2e9 * ours_exact * batch_size / latency["magnets"]}
+    achieved = {name: 2e9 * exact[name] * batch_size / latency[name] for name in plans}
     speedup = latency["baseline"] / latency["magnets"]
-    exact_ratio = base_exact / ours_exact
+    exact_ratio = exact["baseline"] / exact["magnets"]
     baseline_efficiency = achieved["baseline"] / matmul_flops
+    sides = {name: dict(latency_s=latency[name], images_per_s=batch_size / latency[name],
+                        times_s=times[name], compile_and_first_run_s=compile_s[name],
+                        exact_gflops_per_image=exact[name],
+                        paper_gflops_per_image=paper[name],
+                        achieved_gflop_per_s=achieved[name] / 1e9,
+                        efficiency=achieved[name] / matmul_flops)
+             for name in plans}
     result = dict(
         preset=getattr(model, "name", ""), num_tokens=plan.num_tokens,
         sequence_length=plan.sequence_length, num_steps=plan.num_steps,
         guidance_steps=plan.guidance_steps, guidance_scale=plan.guidance_scale,
         model_schedule=[list(s) for s in plan.model_schedule], refresh=plan.refresh,
         batch_size=batch_size, repeats=repeats, jit_compile=bool(jit_compile),
-        baseline=dict(latency_s=latency["baseline"],
-                      images_per_s=batch_size / latency["baseline"],
-                      times_s=times["baseline"], compile_and_first_run_s=compile_s["baseline"],
-                      exact_gflops_per_image=base_exact, paper_gflops_per_image=base_paper,
-                      achieved_gflop_per_s=achieved["baseline"] / 1e9,
-                      efficiency=achieved["baseline"] / matmul_flops),
-        magnets=dict(latency_s=latency["magnets"],
-                     images_per_s=batch_size / latency["magnets"],
-                     times_s=times["magnets"], compile_and_first_run_s=compile_s["magnets"],
-                     exact_gflops_per_image=ours_exact, paper_gflops_per_image=ours_paper,
-                     achieved_gflop_per_s=achieved["magnets"] / 1e9,
-                     efficiency=achieved["magnets"] / matmul_flops),
+        **sides,
         matmul=dict(shape=list(probe.shape), gflop_per_s=matmul_flops / 1e9,
                     times_s=times["matmul"]),
-        speedup=speedup, exact_flop_ratio=exact_ratio, paper_flop_ratio=base_paper / ours_paper,
+        speedup=speedup, exact_flop_ratio=exact_ratio, paper_flop_ratio=paper["baseline"] / paper["magnets"],
         speedup_over_exact_ratio=speedup / exact_ratio,
         baseline_efficiency=baseline_efficiency,
         flop_convention="GFLOPs = 1e9 multiply-adds; FLOP/s = 2 FLOPs per multiply-add",

@@ -6,7 +6,7 @@ Thresholds are the project's (issue "paper findings"), next to the paper's own n
 """
 import dataclasses
 
-DEFAULT_SCHEDULE = "8:3,4:3,2:3,1:3"
+from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ def nested_models_ordered(rows, total=12, factors=(1, 2, 4, 8)):
     return Finding(name, paper, ordered, text)
 
 
-def schedule_vs_full(rows, total=12, schedule=DEFAULT_SCHEDULE, max_fid_ratio=1.15,
+def schedule_vs_full(rows, total=12, schedule=DEFAULT_MODEL_SCHEDULE, max_fid_ratio=1.15,
                      min_gflops_ratio=2.5):
     """Finding 2: scheduled decoding with cache + refresh vs the full model every step."""
     name = "scheduled decoding (cache + refresh) vs full model"
@@ -78,7 +78,7 @@ def schedule_vs_full(rows, total=12, schedule=DEFAULT_SCHEDULE, max_fid_ratio=1.
     return Finding(name, paper, ok, text)
 
 
-def refresh_helps(rows, schedule=DEFAULT_SCHEDULE, max_refresh_overhead=0.25):
+def refresh_helps(rows, schedule=DEFAULT_MODEL_SCHEDULE, max_refresh_overhead=0.25):
     """Finding 3: caching without refresh is worse than with refresh; refresh costs little."""
     name = "cache without refresh vs with refresh"
     paper = "cache alone degrades FID (3.1 -> 4.8), refresh restores it (3.1) for ~17% compute"
@@ -143,7 +143,7 @@ def distillation_helps(rows, gt_only_rows, total=12, factors=(2, 4, 8)):
     return Finding(name, paper, all(wins), text)
 
 
-def all_findings(rows, gt_only_rows=None, total=12, schedule=DEFAULT_SCHEDULE):
+def all_findings(rows, gt_only_rows=None, total=12, schedule=DEFAULT_MODEL_SCHEDULE):
     """The five findings in the paper's order."""
     return [nested_models_ordered(rows, total), schedule_vs_full(rows, total, schedule),
             refresh_helps(rows, schedule), scaling_up_beats_down(rows),

@@ -11,9 +11,8 @@ and the unconditional branch's own passes (including its first full pass).
 Both are in GFLOPs = 1e9 multiply-adds, as the paper.
 """
 import dataclasses
-import math
 
-from magnets_tf.decoding.schedule import DecodePlan
+from magnets_tf.decoding.schedule import DecodePlan, mask_ratio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +62,7 @@ def paper_gflops(arch, num_steps, factors, use_cache, refresh_steps, total_token
     cached = 0.0
     per_step = []
     for i in range(num_steps):
-        still_masked = math.cos(math.pi / 2 * i / num_steps) * tokens
+        still_masked = mask_ratio("cosine", i / num_steps) * tokens
         if i == 0 or (use_cache and i in refresh_steps):
             flops = paper_step_gflops(arch, 0, tokens + num_condition_tokens, factors[i])
         else:
@@ -104,7 +103,6 @@ def exact_pass_gflops(arch, num_processed, num_attended, num_logits, factor):
 
 def exact_gflops(arch, plan: DecodePlan):
     """Per-step GFLOPs our decoder executes for `plan` (both CFG branches)."""
-    seq = plan.sequence_length
     per_step = []
     uncond = plan.uncond_num_processed()
     for k in range(plan.num_steps):

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import tqdm
 
-from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation import fid
 from magnets_tf.evaluation import flops
 from magnets_tf.models import saving
@@ -48,6 +47,42 @@ def _decoder_class():
     return Decoder
 
 
+def generate_tokens(model, plan, class_ids, batch_size, seed=0, jit_compile=True,
+                    condition_tokens=None, progress=True, description="generate"):
+    """Yields token batches (int32 [b, N]) of one sample per class id, batch by batch.
+
+    The decoder has a static batch: the last batch is padded (class 0, condition tokens
+    0) and cut back. Batch b decodes with seed (seed, b). condition_tokens: [S, C] given
+    leading tokens per sample (frame prediction) or None.
+    """
+    class_ids = np.asarray(class_ids, np.int32).reshape(-1)
+    if class_ids.size == 0:
+        raise ValueError("no samples to generate: class_ids is empty")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    decoder = _decoder_class()(model, plan, batch_size, jit_compile=jit_compile)
+    with tqdm.tqdm(total=class_ids.size, desc=description, unit="sample",
+                   disable=not progress, leave=False) as bar:
+        for b, start in enumerate(range(0, class_ids.size, batch_size)):
+            ids = _padded(class_ids[start:start + batch_size], batch_size)
+            given = None
+            if condition_tokens is not None:
+                given = _padded(np.asarray(condition_tokens[start:start + batch_size],
+                                           np.int32), batch_size)
+            tokens = np.asarray(decoder.generate(ids, seed=(int(seed), b),
+                                                 condition_tokens=given))
+            real = min(batch_size, class_ids.size - start)
+            bar.update(real)
+            yield tokens[:real]
+
+
+def _padded(rows, size):
+    """rows with zero rows appended up to `size`."""
+    missing = size - len(rows)
+    return rows if not missing else np.concatenate(
+        [rows, np.zeros((missing, *rows.shape[1:]), rows.dtype)])
+
+
 def generate_images(model, plan, decode_fn, n, batch_size, seed=0, jit_compile=True,
                     progress=True, description="generate"):
     """Yields image batches (float [B,H,W,C] in [0,1]) of n class-balanced samples.
@@ -57,7 +92,6 @@ def generate_images(model, plan, decode_fn, n, batch_size, seed=0, jit_compile=T
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
-    decoder = _decoder_class()(model, plan, batch_size, jit_compile=jit_compile)
     grid = getattr(decode_fn, "grid_shape", None)
     if grid is None:
         side = math.isqrt(plan.num_tokens)
@@ -65,19 +99,10 @@ def generate_images(model, plan, decode_fn, n, batch_size, seed=0, jit_compile=T
             raise ValueError(f"{plan.num_tokens} tokens are not a square grid: give "
                              f"decode_fn a grid_shape attribute")
         grid = (side, side)
-    labels = balanced_class_ids(n, model.num_classes)
-    batches = math.ceil(n / batch_size)
-    with tqdm.tqdm(total=n, desc=description, unit="img", disable=not progress,
-                   leave=False) as bar:
-        for b in range(batches):
-            ids = labels[b * batch_size:(b + 1) * batch_size]
-            real = len(ids)
-            if real < batch_size:  # the decoder has a static batch: pad the last one
-                ids = np.concatenate([ids, np.zeros(batch_size - real, np.int32)])
-            tokens = np.asarray(decoder.generate(ids, seed=(int(seed), b)))
-            images = np.asarray(decode_fn(tokens.reshape(batch_size, *grid)))[:real]
-            bar.update(real)
-            yield images
+    for tokens in generate_tokens(model, plan, balanced_class_ids(n, model.num_classes),
+                                  batch_size, seed, jit_compile, progress=progress,
+                                  description=description):
+        yield np.asarray(decode_fn(tokens.reshape(len(tokens), *grid)))
 
 
 def plan_gflops(model, plan):
@@ -158,22 +183,18 @@ class TokenizerDecoder:
         return np.asarray(self.tokenizer.decode(tf.constant(tokens, tf.int32)))
 
 
+def tokenizer_decoder(model, tokenizer):
+    """TokenizerDecoder of `tokenizer` for `model`'s tokens; ValueError when they do not fit."""
+    if math.prod(tokenizer.grid_shape) != model.num_tokens:
+        raise ValueError(f"tokenizer grid {tuple(tokenizer.grid_shape)} does not match the "
+                         f"transformer's {model.num_tokens} tokens")
+    if tokenizer.codebook_size != model.codebook_size:
+        raise ValueError(f"tokenizer codebook {tokenizer.codebook_size} differs from the "
+                         f"transformer's {model.codebook_size}")
+    return TokenizerDecoder(tokenizer)
+
+
 def load_generator(model_dir, tokenizer_dir):
     """(trained MaskGitTransformer, TokenizerDecoder) from training output folders."""
     model = saving.load_transformer(model_dir)
-    decode_fn = TokenizerDecoder(saving.load_tokenizer(tokenizer_dir))
-    if math.prod(decode_fn.grid_shape) != model.num_tokens:
-        raise ValueError(f"tokenizer grid {decode_fn.grid_shape} does not match the "
-                         f"transformer's {model.num_tokens} tokens")
-    if decode_fn.tokenizer.codebook_size != model.codebook_size:
-        raise ValueError(f"tokenizer codebook {decode_fn.tokenizer.codebook_size} differs from "
-                         f"the transformer's {model.codebook_size}")
-    return model, decode_fn
-
-
-def make_model_plan(model, **overrides):
-    """`make_plan` for `model`'s grid and factors; other settings from gin/overrides."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return make_plan(num_tokens=model.num_tokens,
-                     num_condition_tokens=model.num_condition_tokens,
-                     available_factors=tuple(model.factors), **overrides)
+    return model, tokenizer_decoder(model, saving.load_tokenizer(tokenizer_dir))

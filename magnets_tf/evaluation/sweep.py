@@ -21,10 +21,11 @@ import pathlib
 
 import tqdm
 
+from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE, format_model_schedule
+from magnets_tf.decoding.schedule import parse_model_schedule
 from magnets_tf.utils import files
 
 FAMILIES = ("compositions", "scaling", "cache", "baseline", "nested", "scale_down")
-DEFAULT_SCHEDULE = ((8, 3), (4, 3), (2, 3), (1, 3))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class SweepPoint:
 
     @property
     def schedule_text(self):
-        return ",".join(f"{p}:{k}" for p, k in self.schedule if k)
+        return format_model_schedule((p, k) for p, k in self.schedule if k)
 
     @property
     def key(self):
@@ -70,9 +71,9 @@ def scaling_points(steps_per_model=(1, 2, 3, 4, 5, 6), factors=(8, 4, 2, 1)):
     return [SweepPoint("scaling", tuple((p, k) for p in factors)) for k in steps_per_model]
 
 
-def cache_points(schedule=DEFAULT_SCHEDULE):
+def cache_points(schedule=DEFAULT_MODEL_SCHEDULE):
     """`schedule` without cache, and with each refresh policy."""
-    schedule = tuple(schedule)
+    schedule = parse_model_schedule(schedule)
     return [SweepPoint("cache", schedule, use_cache=False),
             SweepPoint("cache", schedule, True, "model_change"),
             SweepPoint("cache", schedule, True, "every_step"),
@@ -89,14 +90,14 @@ def nested_points(total=12, factors=(8, 4, 2, 1)):
     return [SweepPoint("nested", ((p, total),), use_cache=False) for p in factors]
 
 
-def scale_down_points(schedule=DEFAULT_SCHEDULE, total=12):
+def scale_down_points(schedule=DEFAULT_MODEL_SCHEDULE, total=12):
     """Scaling-up schedules and their reversed (scaling-down) mirrors, cache + refresh.
 
     The pairs: `schedule`, and two-model schedules splitting `total` in halves between
     the largest nested model and the full one, and between p=2 and p=1.
     """
     half = total // 2
-    ups = [tuple(schedule)]
+    ups = [parse_model_schedule(schedule)]
     if half and total % 2 == 0:
         ups += [((8, half), (1, half)), ((2, half), (1, half))]
     points = []
@@ -107,7 +108,7 @@ def scale_down_points(schedule=DEFAULT_SCHEDULE, total=12):
 
 
 def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5, 6),
-                 schedule=DEFAULT_SCHEDULE, factors=(8, 4, 2, 1)):
+                 schedule=DEFAULT_MODEL_SCHEDULE, factors=(8, 4, 2, 1)):
     """Points of the named families in order, duplicates (same key) dropped."""
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:

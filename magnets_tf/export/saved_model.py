@@ -152,6 +152,12 @@ def _check_compatible(transformer, tokenizer, plan):
         raise ValueError("the transformer has no classes: nothing to condition on")
 
 
+def _assert_in_range(values, limit, message):
+    """In-graph checks that every value lies in [0, limit)."""
+    return [tf.debugging.assert_greater_equal(values, 0, message=message),
+            tf.debugging.assert_less(values, limit, message=message)]
+
+
 def _static_batch(tensor, size):
     """`tensor` with a static leading dimension `size`, built so that it cannot fail.
 
@@ -187,11 +193,8 @@ class _Endpoints:
             self._check_batch(class_ids, "class_ids"),
             tf.debugging.assert_equal(
                 tf.size(seed), 2, message="seed must be an int32 pair of shape [2]"),
-            tf.debugging.assert_greater_equal(
-                class_ids, 0, message=f"class_ids must be in [0, {self.num_classes})"),
-            tf.debugging.assert_less(
-                class_ids, self.num_classes,
-                message=f"class_ids must be in [0, {self.num_classes})"),
+            *_assert_in_range(class_ids, self.num_classes,
+                              f"class_ids must be in [0, {self.num_classes})"),
         ]
         with tf.control_dependencies(checks):
             return _static_batch(class_ids, self.batch_size), _static_batch(seed, 2)
@@ -247,11 +250,8 @@ class _Endpoints:
             self._check_batch(tokens, "tokens"),
             tf.debugging.assert_equal(tf.shape(tokens)[1:], tf.constant(self.grid_shape),
                                       message=f"tokens must have shape [B, {grid}]"),
-            tf.debugging.assert_greater_equal(
-                tokens, 0, message=f"tokens must be codes in [0, {self.codebook_size})"),
-            tf.debugging.assert_less(
-                tokens, self.codebook_size,
-                message=f"tokens must be codes in [0, {self.codebook_size})"),
+            *_assert_in_range(tokens, self.codebook_size,
+                              f"tokens must be codes in [0, {self.codebook_size})"),
         ]
         with tf.control_dependencies(checks):
             tokens = _static_batch(tokens, self.batch_size)

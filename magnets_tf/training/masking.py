@@ -10,10 +10,10 @@ Randomness is drawn for the whole global batch from a stateless seed (seed, step
 each replica takes its slice, so the masks of an example do not depend on how the batch
 is split over replicas (mirrored == default strategy) or on a restart.
 """
-import math
-
 import gin
 import tensorflow as tf
+
+from magnets_tf.decoding.schedule import mask_ratio
 
 # Distinct streams of the per-step seed.
 _RATIO_STREAM, _POSITION_STREAM, _CLASS_STREAM = 1, 2, 3
@@ -30,7 +30,7 @@ def step_seed(seed, step, stream):
 
 def cosine_mask_ratio(u):
     """Fraction of tokens masked for uniform draws u in [0, 1) (MaskGIT cosine schedule)."""
-    return tf.cos(math.pi / 2.0 * u)
+    return mask_ratio("cosine", u, xp=tf.math)
 
 
 @gin.configurable(denylist=["tokens", "class_ids", "seed", "step", "mask_token_id",

@@ -127,6 +127,15 @@ def test_tfds_ucf101_pipeline_mocked():
     assert all(0 <= int(l) < 101 for l in batch["label"])
 
 
+def test_clip_arrays_serves_every_offline_clip_set():
+    clips, labels = video.clip_arrays("moving_mnist", "test", 3, (32, 40), num_videos=2)
+    assert clips.shape == (2, 3, 32, 40, 1) and clips.dtype == np.uint8 and len(labels) == 2
+    real, _ = video.clip_arrays("opencv_clips", "test", 4, 16, frame_stride=2)
+    assert real.shape[1:] == (4, 16, 16, 3)
+    with pytest.raises(ValueError, match="unknown clip set 'ucf101'; known: "):
+        video.clip_arrays("ucf101", "test", 4, 16)
+
+
 def test_tfds_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown video data set"):
         video.video_dataset("no_such_video_set_xyz", "train", 2)

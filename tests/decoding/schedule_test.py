@@ -2,7 +2,9 @@ import math
 
 import pytest
 
-from magnets_tf.decoding.schedule import MASK_SCHEDULES, make_plan, parse_model_schedule
+from magnets_tf.decoding.schedule import (DEFAULT_MODEL_SCHEDULE, MASK_SCHEDULES,
+                                          format_model_schedule, make_plan, mask_ratio,
+                                          parse_model_schedule)
 
 
 def test_paper_plan_counts():
@@ -81,3 +83,22 @@ def test_parse_model_schedule():
     assert parse_model_schedule([(2, 1)]) == ((2, 1),)
     with pytest.raises(ValueError, match="empty"):
         parse_model_schedule(" , ")
+
+
+def test_format_model_schedule_inverts_the_parser():
+    assert format_model_schedule(((8, 3), (1, 9))) == "8:3,1:9"
+    assert format_model_schedule(DEFAULT_MODEL_SCHEDULE) == DEFAULT_MODEL_SCHEDULE
+    assert make_plan(256).model_schedule == parse_model_schedule(DEFAULT_MODEL_SCHEDULE)
+
+
+@pytest.mark.parametrize("name", sorted(MASK_SCHEDULES))
+def test_mask_ratio_is_one_formula_for_floats_and_tensors(name):
+    import tensorflow as tf
+    t = [0.0, 0.25, 0.5, 0.9]
+    floats = [mask_ratio(name, x) for x in t]
+    assert floats[0] == pytest.approx(1.0) and floats == sorted(floats, reverse=True)
+    tensors = mask_ratio(name, tf.constant(t, tf.float64), xp=tf.math)
+    assert tensors.numpy().tolist() == pytest.approx(floats, abs=1e-12)
+    assert mask_ratio("cosine", 0.5) == math.cos(math.pi / 4)
+    with pytest.raises(ValueError, match="unknown mask_schedule 'exp'"):
+        mask_ratio("exp", 0.5)

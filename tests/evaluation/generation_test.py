@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from magnets_tf.checkpoints import fid_inception
+from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation import fid, flops, generation
 from magnets_tf.utils import images as images_lib
 
@@ -43,7 +44,7 @@ def test_class_confusion_counts_conditioned_against_predicted():
 
 def test_generate_images_pads_the_last_batch_and_is_seeded(generator):
     model, decode_fn = generator
-    plan = generation.make_model_plan(model, num_steps=4, model_schedule="8:1,4:1,2:1,1:1")
+    plan = make_plan(model.num_tokens, 4, "8:1,4:1,2:1,1:1")
     first = list(generation.generate_images(model, plan, decode_fn, 7, 3, seed=5,
                                             jit_compile=False, progress=False))
     assert [b.shape for b in first] == [(3, 28, 28, 1), (3, 28, 28, 1), (1, 28, 28, 1)]
@@ -51,6 +52,39 @@ def test_generate_images_pads_the_last_batch_and_is_seeded(generator):
     again = next(generation.generate_images(model, plan, decode_fn, 3, 3, seed=5,
                                             jit_compile=False, progress=False))
     np.testing.assert_array_equal(first[0], again)
+
+
+def test_generate_tokens_follows_the_class_ids_and_condition_tokens(generator):
+    from magnets_tf.models.presets import build_transformer
+    model = build_transformer("tiny", codebook_size=16, num_classes=4, num_tokens=16,
+                              num_condition_tokens=4)
+    plan = make_plan(16, 2, "2:1,1:1", num_condition_tokens=4)
+    given = np.arange(5 * 4).reshape(5, 4) % 16
+    batches = list(generation.generate_tokens(model, plan, [3, 2, 1, 0, 3], 2, seed=1,
+                                              jit_compile=False, condition_tokens=given,
+                                              progress=False))
+    assert [b.shape for b in batches] == [(2, 16), (2, 16), (1, 16)]
+    tokens = np.concatenate(batches)
+    np.testing.assert_array_equal(tokens[:, :4], given)  # the condition comes back unchanged
+    # Batch b decodes with seed (seed, b): the first batch alone is the same.
+    alone = next(generation.generate_tokens(model, plan, [3, 2], 2, seed=1, jit_compile=False,
+                                            condition_tokens=given[:2], progress=False))
+    np.testing.assert_array_equal(alone, tokens[:2])
+    with pytest.raises(ValueError, match="class_ids is empty"):
+        next(generation.generate_tokens(model, plan, [], 2))
+
+
+def test_tokenizer_decoder_checks_grid_and_codebook(generator):
+    model, decode_fn = generator
+    assert generation.tokenizer_decoder(model, decode_fn.tokenizer).grid_shape == (8, 8)
+    from magnets_tf.models.presets import build_transformer
+    other = build_transformer("tiny", codebook_size=model.codebook_size, num_classes=10,
+                              num_tokens=16)
+    with pytest.raises(ValueError, match="does not match the transformer's 16 tokens"):
+        generation.tokenizer_decoder(other, decode_fn.tokenizer)
+    other = build_transformer("tiny", codebook_size=7, num_classes=10, num_tokens=64)
+    with pytest.raises(ValueError, match="tokenizer codebook .* differs"):
+        generation.tokenizer_decoder(other, decode_fn.tokenizer)
 
 
 @pytest.mark.slow  # ~30 s alone, minutes on a loaded machine
@@ -66,7 +100,7 @@ def test_evaluate_plan_reports_metrics_n_and_exact_gflops(generator, tmp_path):
     feats = extractor.features(fid.subsample(images, 12, 0))["pool"]
     key = fid.ReferenceKey("fashion_mnist", "test", 12, 0, "fid_inception_v3")
     reference = fid.load_reference(fid.save_reference(tmp_path / "ref.npz", feats, key), key)
-    plan = generation.make_model_plan(model, num_steps=4, model_schedule="8:2,1:2")
+    plan = make_plan(model.num_tokens, 4, "8:2,1:2")
     metrics, kept = generation.evaluate_plan(model, plan, decode_fn, extractor, reference,
                                              n=8, batch_size=4, jit_compile=False,
                                              progress=False, keep_images=6,

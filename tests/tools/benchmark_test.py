@@ -1,16 +1,12 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return run_tool("benchmark", *args, timeout=timeout)
 
 
 def test_tiny_benchmark_writes_json_and_summary_line(tmp_path):

@@ -1,19 +1,13 @@
 """Command-line tests of tools/convert_fid_inception.py."""
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "convert_fid_inception.py"), *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    return run_tool("convert_fid_inception", *args, env=env, timeout=300)
 
 
 @pytest.mark.slow  # the conversion itself is covered by tests/checkpoints

@@ -1,8 +1,5 @@
 """tools/convert_maskgit.py on flax-format checkpoints built by the checkpoint tests."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -10,13 +7,11 @@ from magnets_tf.checkpoints import maskgit
 from magnets_tf.models.saving import load_tokenizer
 from tests.checkpoints.maskgit_test import (CB, official_tokenizer_params,
                                             official_transformer_params, pack_flax)
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "convert_maskgit.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    return run_tool("convert_maskgit", *args, timeout=300)
 
 
 def test_converts_both_checkpoints(tmp_path):

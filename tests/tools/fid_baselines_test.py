@@ -1,20 +1,14 @@
 """Command-line tests of tools/fid_baselines.py."""
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "fid_baselines.py"), *args],
-                          capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    return run_tool("fid_baselines", *args, env=env, timeout=1200)
 
 
 def test_bad_n_is_a_usage_error(tmp_path):

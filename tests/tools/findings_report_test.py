@@ -1,16 +1,10 @@
 """Command-line test of tools/findings_report.py on a written sweep CSV."""
-import subprocess
-import sys
-from pathlib import Path
-
 from magnets_tf.evaluation import sweep
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "findings_report.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    return run_tool("findings_report", *args, timeout=300)
 
 
 def test_report_from_a_sweep_csv(tmp_path):

@@ -1,15 +1,10 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "flops.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    return run_tool("flops", *args, timeout=300)
 
 
 @pytest.mark.parametrize("args, last", [

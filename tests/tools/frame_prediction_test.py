@@ -1,23 +1,18 @@
 """Command-line tests of tools/frame_prediction.py (train, decode both plans, report)."""
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
+
 HAS_STACK = all(importlib.util.find_spec(m) is not None for m in (
     "magnets_tf.decoding.decoder", "magnets_tf.training.frame_prediction",
     "magnets_tf.training.tokenizer_trainer"))
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "frame_prediction.py"), *args],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return run_tool("frame_prediction", *args, timeout=900)
 
 
 @pytest.fixture(scope="module")

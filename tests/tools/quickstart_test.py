@@ -1,13 +1,12 @@
 """tools/quickstart.py: resumable stages, clear failures, the report table; slow: --quick run."""
 import importlib.util
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import ROOT, run_tool
+
 _spec = importlib.util.spec_from_file_location("quickstart", ROOT / "tools" / "quickstart.py")
 quickstart = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(quickstart)
@@ -60,9 +59,7 @@ def test_report_table(tmp_path):
 
 @pytest.mark.slow  # minutes: every stage of the real pipeline with tiny step counts
 def test_quick_run_end_to_end(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "quickstart.py"), "--quick",
-                          f"--output_dir={tmp_path}"], capture_output=True, text=True,
-                         timeout=3600)
+    out = run_tool("quickstart", "--quick", f"--output_dir={tmp_path}", timeout=3600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
     assert "MaGNeTS" in report and (tmp_path / "samples_magnets.png").exists()

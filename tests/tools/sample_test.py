@@ -1,19 +1,14 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from magnets_tf.models.presets import build_transformer
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "sample.py"), *args],
-                          capture_output=True, text=True, timeout=600)
+    return run_tool("sample", *args, timeout=600)
 
 
 def test_samples_from_a_saved_transformer(tmp_path):

@@ -1,8 +1,5 @@
 """tools/tokenize_dataset.py: shards readable by token_dataset, equal to model.encode."""
-import subprocess
 from collections import Counter
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -10,13 +7,11 @@ from magnets_tf.data.datasets import load_arrays
 from magnets_tf.data.tokenized import read_metadata, token_dataset
 from magnets_tf.models.vqgan import build_vqgan
 from magnets_tf.models.saving import save_tokenizer
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tool_runner import run_tool
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "tokenize_dataset.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    return run_tool("tokenize_dataset", *args, timeout=300)
 
 
 def test_tokenizes_a_split_into_valid_shards(tmp_path):

@@ -1,9 +1,7 @@
 """tools/train.py as a real subprocess: clear errors, SIGKILL + restart == uninterrupted."""
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,9 +9,8 @@ import numpy as np
 import pytest
 
 from magnets_tf.data import tokenized
+from tests.tool_runner import ROOT, tool_command, tool_env
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "train.py"
 GIN = ROOT / "gin" / "fashion_mnist" / "magnets_tiny.gin"
 
 
@@ -28,18 +25,16 @@ def _shards(path, num_examples=256):
 
 
 def _command(tokens_dir, model_dir, steps, *bindings):
-    args = [sys.executable, str(TOOL), f"--gin_file={GIN}", f"--model_dir={model_dir}",
-            f"--train_steps={steps}", "--noprogress",
-            f"--gin_bindings=TOKENS_DIR='{tokens_dir}'",
-            "--gin_bindings=build_transformer.num_layers=1",
-            "--gin_bindings=train.batch_size=8", "--gin_bindings=train.checkpoint_every=5",
-            "--gin_bindings=train.log_every=5", "--gin_bindings=train.sample_every=0",
-            "--gin_bindings=make_optimizer.warmup_steps=5"]
-    return args + [f"--gin_bindings={b}" for b in bindings]
+    bindings = [f"TOKENS_DIR='{tokens_dir}'", "build_transformer.num_layers=1",
+                "train.batch_size=8", "train.checkpoint_every=5", "train.log_every=5",
+                "train.sample_every=0", "make_optimizer.warmup_steps=5", *bindings]
+    return tool_command("train", f"--gin_file={GIN}", f"--model_dir={model_dir}",
+                        f"--train_steps={steps}", "--noprogress",
+                        *[f"--gin_bindings={b}" for b in bindings])
 
 
 def _env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    return tool_env(TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def test_missing_token_shards_is_a_clear_error(tmp_path):

@@ -1,10 +1,10 @@
 """tools/train_tokenizer.py end to end on real MNIST-5k digits (a few steps)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tool_runner import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,8 +18,7 @@ _TINY = ["--gin_bindings=build_vqgan.filters=8",
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "train_tokenizer.py"),
-                           "--noprogress", *args], capture_output=True, text=True, timeout=300)
+    return run_tool("train_tokenizer", "--noprogress", *args, timeout=300)
 
 
 @pytest.mark.slow  # Two tool runs with training and a 1000-image evaluation.

@@ -1,0 +1,72 @@
+"""The transformer a tool runs: a trained one from its directory, or random weights of a
+preset (trial exports, samples, benchmarks).
+
+Random weights are built from --preset and the vocabulary/grid flags; with a trained
+directory those flags would be ignored, so giving them is a usage error.
+"""
+from absl import app, flags
+
+from magnets_tf.models import saving
+from magnets_tf.models.presets import PRESETS
+
+flags.disclaim_key_flags()  # the flags belong to the tool that defines them
+
+ARCHITECTURE_FLAGS = ("preset", "grid", "codebook_size", "num_classes")
+
+
+def define_random_init_flags(preset="tiny", grid=16, codebook_size=1024, num_classes=1000,
+                             random_init_flag=True, exclude=(), flag_values=flags.FLAGS):
+    """--random_init (unless random_init_flag=False: random weights whenever no trained
+    directory is given) and the architecture flags not in `exclude`."""
+    if random_init_flag:
+        flags.DEFINE_bool("random_init", False, "Use randomly initialised weights of "
+                          "--preset (trials).", flag_values=flag_values)
+    definitions = dict(
+        preset=(flags.DEFINE_enum, preset, dict(enum_values=sorted(PRESETS)),
+                "Architecture preset of random weights."),
+        grid=(flags.DEFINE_integer, grid, {}, "Token grid side of random weights: "
+              "N = grid*grid tokens plus the class token."),
+        codebook_size=(flags.DEFINE_integer, codebook_size, {}, "Codebook size of random "
+                       "weights."),
+        num_classes=(flags.DEFINE_integer, num_classes, {}, "Classes of random weights."))
+    for name, (define, default, extra, text) in definitions.items():
+        if name not in exclude:
+            define(name, default, help=text, flag_values=flag_values, **extra)
+
+
+def check_model_source(model_dir, dir_flag="model_dir", flag_values=flags.FLAGS):
+    """True for random weights, False for model_dir's; a usage error unless exactly one
+    of the two is asked for (without a --random_init flag: random when no model_dir)."""
+    if "random_init" not in flag_values:
+        return not model_dir
+    if bool(model_dir) == bool(flag_values.random_init):
+        raise app.UsageError(f"give exactly one of --{dir_flag} and --random_init")
+    return flag_values.random_init
+
+
+def transformer_from_flags(model_dir, dir_flag="model_dir", seed=0, flag_values=flags.FLAGS,
+                           **fixed):
+    """The trained transformer in `model_dir`, or random weights (seeded with `seed`).
+
+    dir_flag: the flag that gave model_dir (for messages). fixed: build_transformer
+    arguments that replace flags for random weights (e.g. a tokenizer's codebook_size
+    and num_tokens).
+    """
+    f = flag_values
+    if not check_model_source(model_dir, dir_flag, flag_values):
+        clashing = [name for name in ARCHITECTURE_FLAGS if name in f and f[name].present]
+        if clashing:
+            raise app.UsageError(f"--{dir_flag} sets the architecture and vocabulary: drop "
+                                 f"{', '.join('--' + name for name in clashing)}")
+        return saving.load_transformer(model_dir)
+    import keras
+    from magnets_tf.models.presets import build_transformer
+
+    settings = {name: f[name].value for name in ("codebook_size", "num_classes") if name in f}
+    if "grid" in f:
+        if f.grid <= 0:
+            raise app.UsageError(f"--grid must be positive, got {f.grid}")
+        settings["num_tokens"] = f.grid * f.grid
+    settings.update(fixed)
+    keras.utils.set_random_seed(seed)
+    return build_transformer(f.preset, **settings)

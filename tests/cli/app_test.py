@@ -1,0 +1,66 @@
+"""The run wrapper: one `error:` line, exit 2 for usage errors, 1 for expected failures."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.tool_runner import tool_env
+
+_TOOL = '''
+import sys
+from absl import flags
+from magnets_tf.cli import app
+flags.DEFINE_string("fail", None, "How main fails.")
+
+def main():
+    """A tool."""
+    kind = flags.FLAGS.fail
+    if kind == "usage":
+        raise app.UsageError("--fail says so")
+    if kind == "value":
+        from magnets_tf.decoding.schedule import make_plan
+        make_plan(4, 4, "3:4")  # gin adds "In call to configurable" lines
+    if kind == "run":
+        raise app.RunFailure("stage x failed")
+    if kind == "bug":
+        raise KeyError("a bug keeps its traceback")
+    print("ok")
+
+app.run(main)
+'''
+
+
+@pytest.fixture(scope="module")
+def tool(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tool") / "tool.py"
+    path.write_text(_TOOL)
+    return path
+
+
+def _run(tool, *args):
+    return subprocess.run([sys.executable, str(tool), *args], env=tool_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, code, line", [
+    ([], 0, None),
+    (["--fail=usage"], 2, "error: --fail says so"),
+    (["--no_such_flag"], 2, "error: Unknown command line flag 'no_such_flag'"),
+    (["extra"], 2, "error: unexpected arguments: ['extra']"),
+    (["--fail=value"], 1, "error: model schedule factor 3 is not one of the model's factors "
+                          "(1, 2, 4, 8)"),
+    (["--fail=run"], 1, "error: stage x failed"),
+])
+def test_exit_codes_and_one_error_line(tool, args, code, line):
+    out = _run(tool, *args)
+    assert out.returncode == code, out.stderr
+    errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+    assert errors == ([line] if line else [])
+    if line:
+        assert "Traceback" not in out.stderr and "In call to configurable" not in out.stderr
+
+
+def test_unexpected_errors_keep_their_traceback(tool):
+    out = _run(tool, "--fail=bug")
+    assert out.returncode == 1 and "Traceback" in out.stderr and "KeyError" in out.stderr
+    assert "error:" not in out.stderr
