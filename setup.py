@@ -36,7 +36,7 @@ setuptools.setup(
     ],
     extras_require={
         # tensorflow and tensorflow-cpu share one folder: accelerator users install
-        # `tensorflow` themselves and skip this extra (DESIGN.md section 2).
+        # `tensorflow` themselves and skip this extra (docs/design.md, "Stack").
         "cpu": ["tensorflow-cpu==2.21.0"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-learn>=1.4"],
     },
