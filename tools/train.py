@@ -47,7 +47,7 @@ def main(argv):
     if FLAGS.logical_cpus:
         distribute.configure_logical_cpus(FLAGS.logical_cpus)
     from magnets_tf.data.tokenized import TokenShardError  # noqa: E402
-    from magnets_tf.training import loop  # noqa: E402
+    from magnets_tf.training import loop, transformer_task  # noqa: E402
 
     gin.add_config_file_search_path(str(Path(__file__).resolve().parents[1]))
     try:
@@ -59,8 +59,8 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     try:
-        summary = loop.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                             progress=FLAGS.progress)
+        summary = transformer_task.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
+                                         progress=FLAGS.progress)
     except TokenShardError as e:
         sys.exit(f"error: token shards: {e}")
     except loop.NonFiniteLossError as e:

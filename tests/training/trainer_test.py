@@ -40,7 +40,7 @@ def _train(strategy, steps, jit_compile=False, **kwargs):
         return tf.data.Dataset.from_tensor_slices(data).batch(per_replica, drop_remainder=True)
 
     iterator = iter(distribute.distribute_dataset(strategy, dataset_fn))
-    step = trainer_lib.make_train_function(trainer, strategy, jit_compile)
+    step = distribute.make_train_function(trainer.train_step, strategy, jit_compile)
     logs = [{k: float(v) for k, v in step(iterator).items()} for _ in range(steps)]
     return model, logs
 
