@@ -26,7 +26,6 @@ from magnets_tf.decoding.schedule import make_plan  # noqa: E402
 from magnets_tf.evaluation import flops  # noqa: E402
 from magnets_tf.evaluation import frame_prediction as frame_prediction_eval  # noqa: E402
 from magnets_tf.evaluation.fvd import InceptionFrameFeatures  # noqa: E402
-from magnets_tf.models.presets import build_transformer  # noqa: E402
 from magnets_tf.training import frame_prediction  # noqa: E402
 from magnets_tf.models import saving  # noqa: E402
 from magnets_tf.models.saving import load_tokenizer  # noqa: E402
@@ -93,14 +92,12 @@ def main(argv):
         train_tokens = video.clip_tokens(
             tokenizer, videos.astype(np.float32) / 255.0, FLAGS.condition_frames,
             condition_tokens)
-        model = build_transformer(codebook_size=tokenizer.codebook_size, num_classes=10,
-                                  num_tokens=t * h * w, num_condition_tokens=condition_tokens)
-        trainer = frame_prediction.FramePredictionTrainer(model, FLAGS.model_dir)
-        logged = trainer.train(train_tokens, labels, FLAGS.batch_size, FLAGS.progress)
-        trainer.save()
-        print(f"trained {trainer.num_steps} steps: {logged}")
-    else:
-        model = saving.load_transformer(FLAGS.model_dir)
+        summary = frame_prediction.train_frame_prediction(
+            FLAGS.model_dir, train_tokens, labels, codebook_size=tokenizer.codebook_size,
+            num_classes=10, num_condition_tokens=condition_tokens,
+            batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+        print(f"trained {summary['final_step']} steps: {summary['logs']}")
+    model = saving.load_transformer(FLAGS.model_dir)
 
     test, test_labels = moving_mnist_arrays(FLAGS.dataset, "test", FLAGS.num_test_videos,
                                             frames, (height, width), seed=0)
