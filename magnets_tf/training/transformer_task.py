@@ -52,9 +52,8 @@ class TransformerTask(loop.TrainTask):
         self.tokens = tokens
         self.global_batch_size = int(global_batch_size)
         self.seed = int(seed)
-        self.sample_every = int(sample_every)
-        self.num_samples = int(num_samples)
-        self.sample_steps = int(sample_steps)
+        self.sample_every, self.num_samples, self.sample_steps = (
+            int(sample_every), int(num_samples), int(sample_steps))
 
     def build(self, strategy, train_steps):
         self.transformer = build_transformer(
