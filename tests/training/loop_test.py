@@ -62,8 +62,7 @@ class LinearTask(loop.TrainTask):
         return [self.w]
 
 
-def test_interrupted_mirrored_run_resumes_to_the_uninterrupted_weights(tmp_path):
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_interrupted_mirrored_run_resumes_to_the_uninterrupted_weights(tmp_path, mirrored):
     options = dict(checkpoint_every=2, keep_checkpoints=2, progress=False)
     reference = LinearTask()
     summary = loop.run(reference, str(tmp_path / "reference"), mirrored, 9, **options)
@@ -90,8 +89,7 @@ def test_interrupted_mirrored_run_resumes_to_the_uninterrupted_weights(tmp_path)
     assert len(checkpoints.all_model_checkpoint_paths) == 2
 
 
-def test_loop_arguments_are_checked(tmp_path):
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_loop_arguments_are_checked(tmp_path, mirrored):
     with pytest.raises(ValueError, match="train_steps must be positive"):
         loop.run(LinearTask(), str(tmp_path), mirrored, 0)
     with pytest.raises(ValueError, match="batch_size=3 is not divisible by the 2 replicas"):

@@ -154,12 +154,11 @@ def test_gan_branch_trains_discriminator(tmp_path):
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(at_start.values, after))
 
 
-def test_bad_trainer_arguments(tmp_path):
+def test_bad_trainer_arguments(tmp_path, mirrored):
     with pytest.raises(ValueError, match="num_steps"):
         tt.TokenizerTrainer(_model(), "/tmp/unused", num_steps=0)
     with pytest.raises(ValueError, match="VQGAN"):
         tt.TokenizerTrainer(object(), "/tmp/unused")
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with pytest.raises(ValueError, match="one replica"):
         tt.TokenizerTrainer(_model(), str(tmp_path), num_steps=1).train(
             _digits(), progress=False, strategy=mirrored)

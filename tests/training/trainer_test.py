@@ -45,8 +45,7 @@ def _train(strategy, steps, jit_compile=False, **kwargs):
     return model, logs
 
 
-def test_mirrored_two_cpus_equals_default_strategy():
-    mirrored = distribute.create_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+def test_mirrored_two_cpus_equals_default_strategy(mirrored):
     assert mirrored.num_replicas_in_sync == 2
     steps = 3
     default_model, default_logs = _train(tf.distribute.get_strategy(), steps)

@@ -92,8 +92,7 @@ def test_non_finite_training_stops_and_keeps_last_good_checkpoint(tmp_path, toke
         _train(str(tmp_path / "other"), 5, tokens_dir, checkpoint_every=0)
 
 
-def test_bad_batch_and_missing_data(tmp_path, tokens_dir):
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_bad_batch_and_missing_data(tmp_path, tokens_dir, mirrored):
     with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
         _train(str(tmp_path / "m"), 2, tokens_dir, strategy=mirrored, batch_size=7)
     with pytest.raises(tokenized.TokenShardError, match="does not exist"):
@@ -111,7 +110,8 @@ def _sources(tmp_path):
 
 
 @pytest.mark.parametrize("source", ["arrays", "shards"])
-def test_replicas_split_each_global_batch_and_a_resumed_run_reads_on(tmp_path, source):
+def test_replicas_split_each_global_batch_and_a_resumed_run_reads_on(tmp_path, source,
+                                                                      mirrored):
     task = transformer_task.TransformerTask(_sources(tmp_path)[source], global_batch_size=8,
                                             seed=2)
 
@@ -125,7 +125,6 @@ def test_replicas_split_each_global_batch_and_a_resumed_run_reads_on(tmp_path, s
         return batches
 
     default = tf.distribute.get_strategy()
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     reference = global_batches(default, 0, 7)  # 56 examples: crosses an epoch.
     assert sorted(sum(reference[:5], [])) == list(range(40))
     assert global_batches(mirrored, 0, 7) == reference
