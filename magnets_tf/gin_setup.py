@@ -21,11 +21,11 @@ CONFIGURABLE_MODULES = (
     "magnets_tf.models.vqgan",
     "magnets_tf.training.distribute",
     "magnets_tf.training.frame_prediction",
-    "magnets_tf.training.loop",
     "magnets_tf.training.masking",
     "magnets_tf.training.optimizer",
     "magnets_tf.training.tokenizer_trainer",
     "magnets_tf.training.trainer",
+    "magnets_tf.training.transformer_task",
 )
 
 

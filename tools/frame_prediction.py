@@ -22,7 +22,6 @@ from magnets_tf.evaluation import flops
 from magnets_tf.evaluation import frame_prediction as frame_prediction_eval
 from magnets_tf.evaluation import generation
 from magnets_tf.evaluation.fvd import InceptionFrameFeatures
-from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import frame_prediction
 from magnets_tf.models import saving
 from magnets_tf.models.saving import load_tokenizer
@@ -76,18 +75,16 @@ def main():
         train_tokens = video.clip_tokens(
             tokenizer, videos.astype(np.float32) / 255.0, FLAGS.condition_frames,
             condition_tokens)
-        model = build_transformer(codebook_size=tokenizer.codebook_size, num_classes=10,
-                                  num_tokens=t * h * w, num_condition_tokens=condition_tokens)
-        trainer = frame_prediction.FramePredictionTrainer(model, FLAGS.model_dir)
-        logged = trainer.train(train_tokens, labels, FLAGS.batch_size, FLAGS.progress)
-        trainer.save()
-        print(f"trained {trainer.num_steps} steps: {logged}")
-    else:
-        model = saving.load_transformer(FLAGS.model_dir)
-        if model.num_condition_tokens != condition_tokens:
-            raise app.UsageError(f"{FLAGS.model_dir} predicts from {model.num_condition_tokens} "
-                                 f"condition tokens; --condition_frames="
-                                 f"{FLAGS.condition_frames} gives {condition_tokens}")
+        summary = frame_prediction.train_frame_prediction(
+            FLAGS.model_dir, train_tokens, labels, codebook_size=tokenizer.codebook_size,
+            num_classes=10, num_condition_tokens=condition_tokens,
+            batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+        print(f"trained {summary['final_step']} steps: {summary['logs']}")
+    model = saving.load_transformer(FLAGS.model_dir)
+    if model.num_condition_tokens != condition_tokens:
+        raise app.UsageError(f"{FLAGS.model_dir} predicts from {model.num_condition_tokens} "
+                             f"condition tokens; --condition_frames="
+                             f"{FLAGS.condition_frames} gives {condition_tokens}")
 
     test, test_labels = moving_mnist_arrays(FLAGS.dataset, "test", FLAGS.num_test_videos,
                                             frames, (height, width), seed=0)

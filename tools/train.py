@@ -37,15 +37,15 @@ def main():
     from magnets_tf.training import distribute
     if FLAGS.logical_cpus:  # before TF initialises its devices
         distribute.configure_logical_cpus(FLAGS.logical_cpus)
-    from magnets_tf.training import loop
+    from magnets_tf.training import transformer_task
 
     gin_flags.parse_gin_flags()
     try:
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together
         raise app.UsageError(str(e)) from None
-    summary = loop.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                         progress=FLAGS.progress)
+    summary = transformer_task.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
+                                     progress=FLAGS.progress)
     logs = " ".join(f"{k}={v:.4f}" for k, v in sorted(summary["logs"].items()))
     print(f"done: step={summary['final_step']} steps_per_second="
           f"{summary['steps_per_second']:.2f} {logs}", flush=True)

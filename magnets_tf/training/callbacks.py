@@ -1,9 +1,10 @@
-"""Training callbacks (keras.callbacks.Callback API, driven by `loop.train`).
+"""Training callbacks (keras.callbacks.Callback API, driven by `loop.run`).
 
 `on_train_batch_end(step, logs)` receives the number of completed steps and the global
 (replica-reduced) logs of that step as Python floats.
 """
 import os
+import re
 import time
 
 import keras
@@ -12,6 +13,9 @@ import tensorflow as tf
 from absl import logging
 
 from magnets_tf.utils import images as images_lib
+
+
+_PER_MODEL = re.compile(r"(.+)_p\d+$")  # "loss_p4" -> group "loss"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,8 +44,8 @@ class ProgressLogger(keras.callbacks.Callback):
         if self._bar is not None:
             self._bar.update(1)
             if step % self.log_every == 0 or step == self.total_steps:
-                self._bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
-                                      alpha=f"{logs.get('alpha', float('nan')):.3f}")
+                self._bar.set_postfix({k: f"{logs[k]:.4g}" for k in ("loss", "alpha")
+                                       if k in logs})
         if step % self.log_every == 0 or step == self.total_steps:
             text = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
             logging.info("step %d/%d %s", step, self.total_steps, text)
@@ -52,14 +56,16 @@ class ProgressLogger(keras.callbacks.Callback):
 
 
 class ScalarSummaries(keras.callbacks.Callback):
-    """TensorBoard scalars: per-model losses and accuracies, alpha, lr, throughput."""
+    """TensorBoard scalars: every log (per-model ones "x_p<factor>" grouped under "x/"),
+    the learning rate and throughput. learning_rate_fn(step) may return None;
+    examples/s needs `global_batch_size`."""
 
     def __init__(self, writer, log_every, learning_rate_fn, global_batch_size):
         super().__init__()
         self.writer = writer
         self.log_every = int(log_every)
         self.learning_rate_fn = learning_rate_fn
-        self.global_batch_size = int(global_batch_size)
+        self.global_batch_size = global_batch_size
         self._last = None
         self.last_steps_per_second = None
 
@@ -74,16 +80,18 @@ class ScalarSummaries(keras.callbacks.Callback):
         self._last = (step, now)
         with self.writer.as_default(step=step):
             for key, value in (logs or {}).items():
-                group = key.split("_p")[0] if "_p" in key else key
-                name = f"{group}/{key}" if group != key else key
-                tf.summary.scalar(name, value)
-            tf.summary.scalar("learning_rate", float(self.learning_rate_fn(step)))
+                nested = _PER_MODEL.match(key)
+                tf.summary.scalar(f"{nested.group(1)}/{key}" if nested else key, value)
+            learning_rate = self.learning_rate_fn(step)
+            if learning_rate is not None:
+                tf.summary.scalar("learning_rate", float(learning_rate))
             if step > last_step:
                 steps_per_second = (step - last_step) / max(now - last_time, 1e-9)
                 self.last_steps_per_second = steps_per_second
                 tf.summary.scalar("throughput/steps_per_second", steps_per_second)
-                tf.summary.scalar("throughput/examples_per_second",
-                                  steps_per_second * self.global_batch_size)
+                if self.global_batch_size:
+                    tf.summary.scalar("throughput/examples_per_second",
+                                      steps_per_second * self.global_batch_size)
         self.writer.flush()
 
 

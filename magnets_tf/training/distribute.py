@@ -88,3 +88,22 @@ def default_jit_compile(strategy):
 def distribute_dataset(strategy, dataset_fn):
     """strategy.distribute_datasets_from_function(dataset_fn(input_context))."""
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def make_train_function(replica_step, strategy, jit_compile):
+    """tf.function(iterator) -> logs of one distributed step of `replica_step(batch)`.
+
+    Each replica runs `replica_step` on its own batch; the logs of replica 0 are returned
+    (the step returns replica-reduced logs, identical on every replica). With
+    jit_compile the per-replica step is XLA-compiled (use it under the default or
+    one-device strategy; not under MirroredStrategy on CPUs).
+    """
+    compiled_step = tf.function(replica_step, jit_compile=bool(jit_compile))
+
+    @tf.function
+    def train_function(iterator):
+        outputs = strategy.run(compiled_step, args=(next(iterator),))
+        return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
+                                     outputs)
+
+    return train_function

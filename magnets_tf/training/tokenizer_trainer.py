@@ -1,17 +1,20 @@
 """Trains a VQGAN tokenizer: reconstruction (L1/L2) + VQ losses, optional PatchGAN.
 
-One trainer for every data set. The model directory holds
-  ckpt/                      tf.train checkpoints (model, optimizers, step) for resuming,
-  train/, eval/              TensorBoard summaries (losses, codebook usage, image grids),
-  tokenizer_config.json      the VQGAN config, and tokenizer.weights.h5 its final weights
-                             (read back by `load_tokenizer`),
-  metrics.json               the final evaluation (PSNR, codebook usage).
+One trainer for every data set, run by the package's training loop (`loop.run`:
+checkpoints, resume, NaN guard, TensorBoard, progress). The model directory holds
+  checkpoints/               tokenizer, optimizers, discriminator and the dead-code
+                             restart generator, for resuming,
+  tensorboard/               losses, codebook usage, inputs over reconstructions
+                             (tensorboard/eval: the final evaluation),
+  tokenizer_config.json      the VQGAN config, and tokenizer.weights.h5 its weights
+                             (written at every checkpoint; read back by `load_tokenizer`),
+  metrics.json               the final evaluation (PSNR, codebook usage),
+  operative_config.gin, train_summary.json (see `loop`).
 No pretrained perceptual network (LPIPS/VGG) is reachable offline, so there is no
 perceptual loss; the PatchGAN discriminator is the optional sharpness term.
 The same trainer trains the 3D `VideoTokenizer` on {"video": [B, T, H, W, C]} batches
 (PSNR over whole clips, discriminator and summaries on frames).
 """
-import json
 import math
 import os
 import time
@@ -20,24 +23,17 @@ import gin
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from magnets_tf.models.discriminator import PatchDiscriminator
 from magnets_tf.models.saving import load_tokenizer, save_tokenizer  # noqa: F401 (re-export)
 from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
+from magnets_tf.training import loop
 from magnets_tf.utils import files, images as images_lib
 
 TOKENIZER_TYPES = (VQGAN, VideoTokenizer)
 
 METRICS_FILE = "metrics.json"
-
-
-def _variable_tree(variables):
-    """Checkpointable {index_path: variable}: the variables in their (deterministic)
-    creation order, so a checkpoint restores into a freshly built model of the same
-    architecture regardless of how Keras tracks nested layer containers."""
-    return tf.train.Checkpoint(**{f"v{i:04d}": v for i, v in enumerate(variables)})
 
 
 def psnr_per_image(images, reconstructions):
@@ -77,14 +73,37 @@ def pairs_grid(inputs, reconstructions, max_items=8):
     return images_lib.image_grid(pair, columns=n)[None]
 
 
+class ReconstructionImages(keras.callbacks.Callback):
+    """Every `every` steps and at the last step: a fixed batch over its reconstructions."""
+
+    def __init__(self, tokenizer, inputs, writer, every, total_steps):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.inputs = inputs
+        self.writer = writer
+        self.every = int(every)
+        self.total_steps = int(total_steps)
+
+    def on_train_batch_end(self, step, logs=None):
+        if (self.every and step % self.every == 0) or step == self.total_steps:
+            grid = pairs_grid(self.inputs, self.tokenizer(self.inputs))
+            with self.writer.as_default(step=step):
+                tf.summary.image("inputs_over_reconstructions", grid)
+            self.writer.flush()
+
+
 @gin.configurable
-class TokenizerTrainer:
-    """Custom training loop for a `VQGAN` with resumable checkpoints.
+class TokenizerTrainer(loop.TrainTask):
+    """The tokenizer's `loop.TrainTask`: one update of a `VQGAN` or `VideoTokenizer`.
 
     Loss = l2_weight * MSE + l1_weight * L1 + quantizer_weight * (codebook + beta *
     commitment) [+ gan_weight * hinge generator loss once step >= gan_start_step].
     Every `restart_every` steps codes whose running usage fell below
-    `restart_fraction` * mean usage are moved onto random encoder outputs.
+    `restart_fraction` * mean usage are moved onto random encoder outputs, drawn from a
+    checkpointed tf.random.Generator so a resumed run draws the same codes. One replica
+    only: codebook usage and restarts are per-replica state. `model` is built by the
+    caller, so its initial weights are the caller's (`train_tokenizer_experiment` seeds
+    TF with `seed` first); the discriminator is built by `build` from the loop's seed.
     """
 
     def __init__(self, model, model_dir, num_steps=1000, learning_rate=1e-3,
@@ -102,70 +121,96 @@ class TokenizerTrainer:
         self.model = model
         self.model_dir = str(model_dir)
         self.num_steps = int(num_steps)
+        self.learning_rate_peak = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.end_learning_rate_fraction = float(end_learning_rate_fraction)
+        self.weight_decay = float(weight_decay)
         self.l2_weight, self.l1_weight = float(l2_weight), float(l1_weight)
         self.quantizer_weight = float(quantizer_weight)
         self.use_gan = bool(use_gan)
         self.gan_weight = float(gan_weight)
         self.gan_start_step = int(gan_start_step)
+        self.discriminator_learning_rate = float(discriminator_learning_rate)
         self.restart_every = int(restart_every)
         self.restart_fraction = float(restart_fraction)
         self.log_every = int(log_every)
         self.image_every = int(image_every)
         self.checkpoint_every = int(checkpoint_every)
-        self.rng = tf.random.Generator.from_seed(int(seed))  # Dead-code restart draws.
-        warmup_steps = min(int(warmup_steps), self.num_steps // 2)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup_steps else learning_rate, self.num_steps - int(warmup_steps),
-            alpha=float(end_learning_rate_fraction),
-            warmup_target=learning_rate if warmup_steps else None,
-            warmup_steps=int(warmup_steps))
-        self.optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay,
-                                                beta_1=0.9, beta_2=0.99)
+        self.max_checkpoints = int(max_checkpoints)
+        self.jit_compile = bool(jit_compile)
+        self.seed = int(seed)
         self.discriminator = None
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._data_source = None
+
+    def build(self, strategy, train_steps):
+        if strategy.num_replicas_in_sync != 1:
+            raise ValueError(f"the tokenizer trains on one replica (codebook usage and "
+                             f"dead-code restarts are per-replica state), got "
+                             f"{strategy.num_replicas_in_sync}")
+        if self._data_source is None:
+            raise ValueError("TokenizerTrainer runs through its train(dataset) method")
+        source = self._data_source  # Made here, after the loop seeded TF.
+        self._data = source() if callable(source) else source
+        self.global_batch_size = batch_inputs(self._data.element_spec).shape[0]
+        model = self.model
         if not model.built:
             model.build()
+        warmup = min(self.warmup_steps, train_steps // 2)
+        self.schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else self.learning_rate_peak, train_steps - warmup,
+            alpha=self.end_learning_rate_fraction,
+            warmup_target=self.learning_rate_peak if warmup else None, warmup_steps=warmup)
+        self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=self.weight_decay,
+                                                beta_1=0.9, beta_2=0.99)
         self.optimizer.build(model.trainable_variables)
-        trackables = dict(model=_variable_tree(model.weights),
-                          optimizer=_variable_tree(self.optimizer.variables), step=self.step,
-                          rng=self.rng)
+        self.rng = tf.random.Generator.from_seed(self.seed)  # Dead-code restart draws.
         if self.use_gan:
             self.discriminator = PatchDiscriminator(name="discriminator")
             self.discriminator(tf.zeros((1, *model.image_shape)))  # Creates its variables.
             self.discriminator_optimizer = keras.optimizers.Adam(
-                discriminator_learning_rate, beta_1=0.5, beta_2=0.9)
+                self.discriminator_learning_rate, beta_1=0.5, beta_2=0.9)
             self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-            trackables.update(
-                discriminator=_variable_tree(self.discriminator.weights),
-                discriminator_optimizer=_variable_tree(self.discriminator_optimizer.variables))
-        self.checkpoint = tf.train.Checkpoint(**trackables)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.model_dir, "ckpt"), max_checkpoints)
-        self._train_step = tf.function(self._step, jit_compile=bool(jit_compile))
 
-    # One optimisation step.
+    @property
+    def iterations(self):
+        return self.optimizer.iterations
+
+    def checkpoint_items(self):
+        items = dict(model=self.model.weights, optimizer=self.optimizer.variables,
+                     rng=self.rng)
+        if self.use_gan:
+            items.update(discriminator=self.discriminator.weights,
+                         discriminator_optimizer=self.discriminator_optimizer.variables)
+        return items
+
+    def dataset(self, input_context, start_step):
+        return self._data.skip(start_step)
+
     def _losses(self, images, out):
         recon = out["reconstruction"]
         l2 = tf.reduce_mean((recon - images) ** 2)
         l1 = tf.reduce_mean(tf.abs(recon - images))
         total = (self.l2_weight * l2 + self.l1_weight * l1
                  + self.quantizer_weight * out["quantizer_loss"])
-        return dict(total_loss=total, l2_loss=l2, l1_loss=l1,
+        return dict(loss=total, l2_loss=l2, l1_loss=l1,
                     codebook_loss=out["codebook_loss"],
                     commitment_loss=out["commitment_loss"],
                     batch_codebook_usage=out["batch_codebook_usage"])
 
-    def _step(self, images):
-        gan_on = tf.cast(self.step >= self.gan_start_step, tf.float32)
+    def train_step(self, batch):
+        images = batch_inputs(batch)
+        step = tf.convert_to_tensor(self.optimizer.iterations)  # Value before this update.
+        gan_on = tf.cast(step >= self.gan_start_step, tf.float32)
         with tf.GradientTape() as tape:
             out = self.model.forward(images, training=True)
-            losses = self._losses(images, out)
-            total = losses["total_loss"]
+            logs = self._losses(images, out)
+            total = logs["loss"]
             if self.use_gan:
                 fake_logits = self.discriminator(as_frames(out["reconstruction"]))
                 generator_loss = -tf.reduce_mean(fake_logits)
                 total = total + gan_on * self.gan_weight * generator_loss
-                losses["generator_loss"] = generator_loss
+                logs["loss"] = total
+                logs["generator_loss"] = generator_loss
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         if self.use_gan:
@@ -178,79 +223,49 @@ class TokenizerTrainer:
             dvars = self.discriminator.trainable_variables
             grads = tape.gradient(gated_disc_loss, dvars)
             self.discriminator_optimizer.apply_gradients(zip(grads, dvars))
-            losses["discriminator_loss"] = disc_loss
-        self.step.assign_add(1)
+            logs["discriminator_loss"] = disc_loss
+        quantizer = self.model.quantizer
         restarted = tf.constant(0, tf.int32)
         if self.restart_every > 0:
-            quantizer = self.model.quantizer
-            if self.step % self.restart_every == 0:
+            if (step + 1) % self.restart_every == 0:
                 threshold = self.restart_fraction * tf.reduce_mean(quantizer.usage)
                 restarted = quantizer.restart_dead_codes(out["latents"], threshold, self.rng)
-        losses["restarted_codes"] = restarted
-        return losses, out["reconstruction"]
+        logs["restarted_codes"] = restarted
+        # Codes not candidates for a restart: running usage >= restart_fraction * mean.
+        alive = quantizer.usage >= self.restart_fraction * tf.reduce_mean(quantizer.usage)
+        logs["codebook_alive_fraction"] = tf.reduce_mean(tf.cast(alive, tf.float32))
+        return logs
 
-    def usage_fraction(self):
-        """Fraction of codes whose running (decayed) usage is at least `restart_fraction`
-        of the mean: the codes that are not candidates for a restart."""
-        usage = self.model.quantizer.usage
-        alive = usage >= self.restart_fraction * tf.reduce_mean(usage)
-        return float(tf.reduce_mean(tf.cast(alive, tf.float32)))
+    def export(self, model_dir):
+        save_tokenizer(self.model, model_dir)
 
-    def restore(self):
-        """Restores the newest checkpoint if any; returns the step reached."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            try:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as e:
-                raise ValueError(
-                    f"checkpoint {latest} does not match this model/trainer configuration "
-                    f"(use a new --model_dir or the original config): {e}") from None
-            logging.info("resumed from %s at step %d", latest, int(self.step))
-        return int(self.step)
+    def guarded_variables(self):
+        return self.model.trainable_variables
 
-    def train(self, dataset, progress=True):
-        """Trains from the last checkpoint up to num_steps on a tf.data of {"image"}."""
-        start = self.restore()
-        if start >= self.num_steps:
-            logging.info("already trained %d/%d steps", start, self.num_steps)
-            return
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
-        iterator = iter(dataset)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=self.num_steps, initial=start, desc="tokenizer", unit="step",
-                       mininterval=5.0)
-        begin = time.time()
-        with writer.as_default():
-            for step in range(start + 1, self.num_steps + 1):
-                images = batch_inputs(next(iterator))
-                losses, recon = self._train_step(images)
-                if bar is not None:
-                    bar.update(1)
-                if step % self.log_every == 0 or step == self.num_steps:
-                    values = {k: float(v) for k, v in losses.items()}
-                    values["codebook_alive_fraction"] = self.usage_fraction()
-                    values["learning_rate"] = float(self.optimizer.learning_rate)
-                    values["steps_per_second"] = (step - start) / max(time.time() - begin, 1e-6)
-                    for name, value in values.items():
-                        tf.summary.scalar(name, value, step=step)
-                    if bar is not None:
-                        bar.set_postfix(l2=f"{values['l2_loss']:.4f}",
-                                        usage=f"{values['batch_codebook_usage']:.2f}")
-                if step % self.image_every == 0 or step == self.num_steps:
-                    tf.summary.image("inputs_over_reconstructions",
-                                     pairs_grid(images, recon), step=step)
-                if step % self.checkpoint_every == 0 or step == self.num_steps:
-                    self.manager.save(checkpoint_number=step)
-            writer.flush()
-        if bar is not None:
-            bar.close()
+    def learning_rate(self, step):
+        return self.schedule(step)
 
-    def save_tokenizer(self):
-        """Writes the VQGAN config and weights (temp files, then renamed)."""
-        save_tokenizer(self.model, self.model_dir)
+    def hparams(self):
+        return dict(tokenizer=self.model.name, codebook_size=self.model.codebook_size,
+                    peak_learning_rate=self.learning_rate_peak, l1_weight=self.l1_weight,
+                    l2_weight=self.l2_weight, use_gan=self.use_gan,
+                    restart_every=self.restart_every)
+
+    def callbacks(self, writer, model_dir):
+        inputs = batch_inputs(next(iter(self._data.take(1))))
+        return [ReconstructionImages(self.model, inputs, writer, self.image_every,
+                                     self.num_steps)]
+
+    def train(self, dataset, progress=True, strategy=None, callbacks=()):
+        """Trains (or resumes) up to num_steps on `dataset`: a function returning a tf.data
+        of {"image"} or {"video"} batches (called after TF is seeded with `seed`), or the
+        tf.data itself; its order must be fixed by its seed: a resumed run skips the
+        batches already trained on. Returns the run's summary (`loop.run`)."""
+        self._data_source = dataset
+        return loop.run(self, self.model_dir, strategy or tf.distribute.get_strategy(),
+                        self.num_steps, checkpoint_every=self.checkpoint_every,
+                        keep_checkpoints=self.max_checkpoints, log_every=self.log_every,
+                        jit_compile=self.jit_compile, progress=progress, callbacks=callbacks)
 
 
 def evaluate_tokenizer(model, dataset, max_batches=None):
@@ -307,6 +322,7 @@ def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="
     from magnets_tf.data.video import video_dataset
 
     os.makedirs(model_dir, exist_ok=True)
+    keras.utils.set_random_seed(seed)  # Same seed, same initial tokenizer.
     model = model_fn()
     if not isinstance(model, TOKENIZER_TYPES):
         raise ValueError(f"model_fn must build a VQGAN or VideoTokenizer, got "
@@ -325,17 +341,15 @@ def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="
                                      shuffle=True, repeat=True, seed=seed,
                                      drop_remainder=True)
             return image_dataset(dataset, split, size, image_size=image_size)
-    train_data = make_data(train_split, batch_size, True)
     trainer = TokenizerTrainer(model, model_dir, seed=seed)
     begin = time.time()
-    trainer.train(train_data, progress=progress)
+    trainer.train(lambda: make_data(train_split, batch_size, True), progress=progress)
     train_seconds = time.time() - begin
-    trainer.save_tokenizer()
     eval_data = make_data(eval_split, eval_batch_size, False)
     metrics = evaluate_tokenizer(model, eval_data, max_batches=eval_max_batches)
     metrics.update(dataset=dataset, split=eval_split, train_steps=trainer.num_steps,
                    train_seconds_this_run=round(train_seconds, 1))
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, loop.TENSORBOARD_DIR, "eval"))
     with writer.as_default():
         tf.summary.scalar("psnr_db", metrics["psnr_db"], step=trainer.num_steps)
         tf.summary.scalar("codebook_usage", metrics["codebook_usage"], step=trainer.num_steps)

@@ -124,19 +124,3 @@ class NestedMaskGitTrainer(keras.Model):
             logs[f"accuracy_p{p}"] = sums[f"correct_p{p}"] / tf.maximum(sums[f"count_p{p}"], 1.0)
         return logs
 
-
-def make_train_function(trainer, strategy, jit_compile):
-    """tf.function(iterator) -> logs of one distributed train step.
-
-    With jit_compile the per-replica step is XLA-compiled (use it under the default or
-    one-device strategy; not under MirroredStrategy on CPUs).
-    """
-    replica_step = tf.function(trainer.train_step, jit_compile=bool(jit_compile))
-
-    @tf.function
-    def train_function(iterator):
-        outputs = strategy.run(replica_step, args=(next(iterator),))
-        return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
-                                     outputs)
-
-    return train_function

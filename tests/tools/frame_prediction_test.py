@@ -49,8 +49,8 @@ def test_trains_and_compares_magnets_with_the_full_model(tokenizer_dir, tmp_path
                "--batch_size=4", "--eval_batch_size=2", "--fvd_clips=0", "--steps=4",
                "--schedule=2:2,1:2", "--timing_repeats=1", "--jit_compile=false",
                "--progress=false", "--gin_bindings=build_transformer.preset='tiny'",
-               "--gin_bindings=FramePredictionTrainer.num_steps=2",
-               "--gin_bindings=FramePredictionTrainer.warmup_steps=1")
+               "--gin_bindings=train_frame_prediction.num_steps=2",
+               "--gin_bindings=make_optimizer.warmup_steps=1")
     assert out.returncode == 0, out.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     ours, full = metrics["magnets"], metrics["full_model_no_cache"]

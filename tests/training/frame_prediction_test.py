@@ -1,5 +1,11 @@
 """Frame prediction: condition tokens stay visible in training, never change and are never
-re-queried in decoding; nested loss."""
+re-queried in decoding; nested loss; the run resumes after SIGKILL to the same weights."""
+import os
+import sys
+from pathlib import Path
+
+import gin
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,8 +15,24 @@ from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import frame_prediction as fp
+from magnets_tf.training import trainer as trainer_lib
+from tests.resume_helpers import assert_resumes_after_sigkill
 
 N, C = 32, 16  # 2x4x4 video tokens; the first temporal slice is the condition.
+WORKER = Path(__file__).resolve().parent / "resume_worker.py"
+
+
+@pytest.fixture(autouse=True)
+def tiny_gin():
+    gin.clear_config()
+    gin.bind_parameter("build_transformer.preset", "tiny")
+    yield
+    gin.clear_config()
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                PYTHONPATH=str(Path(__file__).resolve().parents[2]))
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +50,8 @@ def _batch(size=8):
     return {"tokens": tokens, "label": tf.range(size) % 10}
 
 
-def test_training_never_masks_condition_tokens(model, tmp_path):
-    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10).build_trainer(64)
+def test_training_never_masks_condition_tokens(model):
+    trainer = trainer_lib.NestedMaskGitTrainer(model, 64, total_steps=10)
     counts = set()
     for step in range(3):
         _, _, mask = trainer.masked_inputs(_batch(64), tf.constant(step, tf.int64))
@@ -39,8 +61,8 @@ def test_training_never_masks_condition_tokens(model, tmp_path):
     assert min(counts) >= 1 and max(counts) <= N - C and len(counts) > 5
 
 
-def test_uses_the_general_eq3_update(model, tmp_path):
-    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=10).build_trainer(8)
+def test_uses_the_general_eq3_update(model):
+    trainer = trainer_lib.NestedMaskGitTrainer(model, 8, total_steps=10)
     total, per_model, _, _, _ = trainer.compute_losses(_batch(), tf.constant(0, tf.int64),
                                                        training=False)
     assert total.shape == (8,) and set(per_model) == {1, 2, 4, 8}
@@ -48,40 +70,61 @@ def test_uses_the_general_eq3_update(model, tmp_path):
     np.testing.assert_allclose(total, sum(per_model.values()) / 4, rtol=1e-5)
 
 
-def test_bad_training_arrays_are_clear_errors(model, tmp_path):
-    trainer = fp.FramePredictionTrainer(model, str(tmp_path), num_steps=2)
+def _train(model_dir, batch, **kwargs):
+    return fp.train_frame_prediction(
+        str(model_dir), batch["tokens"].numpy(), batch["label"].numpy(), codebook_size=16,
+        num_classes=10, num_condition_tokens=C, progress=False, **kwargs)
+
+
+def test_bad_training_arrays_are_clear_errors(tmp_path):
     batch = _batch()
-    tokens, labels = batch["tokens"].numpy(), batch["label"].numpy()
     with pytest.raises(ValueError, match="batch_size=16"):
-        trainer.train(tokens, labels, batch_size=16, progress=False)
+        _train(tmp_path / "a", batch, batch_size=16, num_steps=2)
     with pytest.raises(ValueError, match="tokens must be"):
-        trainer.train(tokens[:, :-1], labels, batch_size=4, progress=False)
+        _train(tmp_path / "b", dict(batch, tokens=batch["tokens"][:, 0]), batch_size=4)
     with pytest.raises(ValueError, match="class_ids must be"):
-        trainer.train(tokens, labels[:3], batch_size=4, progress=False)
+        _train(tmp_path / "c", dict(batch, label=batch["label"][:3]), batch_size=4)
+    with pytest.raises(ValueError, match="token ids"):
+        _train(tmp_path / "d", dict(batch, tokens=batch["tokens"] + 16), batch_size=4)
+    with pytest.raises(ValueError, match="num_condition_tokens > 0"):
+        fp.train_frame_prediction(str(tmp_path / "e"), batch["tokens"].numpy(),
+                                  batch["label"].numpy(), 16, 10, num_condition_tokens=0)
 
 
 @pytest.mark.slow
-def test_a_few_training_steps_reduce_the_loss(model, tmp_path):
+def test_a_few_training_steps_reduce_the_loss(tmp_path):
+    gin.bind_parameter("build_transformer.dropout", 0.0)
+    gin.bind_parameter("build_transformer.attention_dropout", 0.0)
+    gin.bind_parameter("make_optimizer.learning_rate", 1e-2)
+    gin.bind_parameter("make_optimizer.warmup_steps", 2)
+    gin.bind_parameter("make_optimizer.weight_decay", 0.01)
+    gin.bind_parameter("NestedMaskGitTrainer.label_smoothing", 0.0)
     batch = _batch()
-    clone = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=N,
-                              num_condition_tokens=C, dropout=0.0, attention_dropout=0.0)
-    clone.set_weights(model.get_weights())
-    trainer = fp.FramePredictionTrainer(clone, str(tmp_path), num_steps=20,
-                                        learning_rate=3e-3, warmup_steps=2, log_every=20)
-    probe = trainer.build_trainer(8)
-    step0 = tf.constant(0, tf.int64)
-    before = float(tf.reduce_mean(probe.compute_losses(batch, step0, training=False)[0]))
-    logged = trainer.train(batch["tokens"].numpy(), batch["label"].numpy(), batch_size=8,
-                           progress=False)
-    after = float(tf.reduce_mean(probe.compute_losses(batch, step0, training=False)[0]))
-    assert after < 0.8 * before, (before, after)
-    assert {"loss", "loss_p1", "accuracy_p8", "steps_per_second"} <= set(logged)
-    assert (tmp_path / "train").exists()
-    trainer.save()
+    summary = _train(tmp_path, batch, batch_size=8, num_steps=20, log_every=20, seed=5)
+    keras.utils.set_random_seed(5)  # The run's seed: its initial weights.
+    initial = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=N,
+                                num_condition_tokens=C, dropout=0.0, attention_dropout=0.0)
     loaded = saving.load_transformer(str(tmp_path))
     assert loaded.num_condition_tokens == C
-    ids = model.input_ids(batch["tokens"], batch["label"])
-    np.testing.assert_allclose(loaded(ids), clone(ids), atol=1e-5)
+
+    def mean_loss(transformer):
+        probe = trainer_lib.NestedMaskGitTrainer(transformer, 8, total_steps=20)
+        return float(tf.reduce_mean(probe.compute_losses(batch, tf.constant(0, tf.int64),
+                                                         training=False)[0]))
+
+    before, after = mean_loss(initial), mean_loss(loaded)
+    assert after < 0.8 * before, (before, after)
+    assert {"loss", "loss_p1", "accuracy_p8"} <= set(summary["logs"])
+    assert summary["final_step"] == 20 and summary["steps_per_second"] > 0
+    assert (tmp_path / "tensorboard").exists() and (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
+    def command(model_dir):
+        return [sys.executable, str(WORKER), "frame_prediction", str(model_dir), "30"]
+
+    assert_resumes_after_sigkill(command, tmp_path, 30, "transformer.weights.h5", _env())
 
 
 @pytest.mark.parametrize("schedule,use_cache", [("8:2,1:2", True), ("1:4", False)])

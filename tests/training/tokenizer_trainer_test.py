@@ -1,27 +1,58 @@
-"""Tokenizer trainer: learning, resuming, metrics, the GAN branch."""
+"""Tokenizer trainer: learning, resuming (exactly, also after SIGKILL), metrics, the GAN
+branch."""
 import json
 import os
+import sys
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
+from magnets_tf.models.saving import load_tokenizer
 from magnets_tf.models.vqgan import build_vqgan
 from magnets_tf.training import tokenizer_trainer as tt
+from tests.resume_helpers import StopAt, assert_resumes_after_sigkill
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parent / "resume_worker.py"
 
 
-def _digits(batch_size=32, repeat=True):
+def _digits(batch_size=32, repeat=True, shuffle=False):
     """Real 8x8 digit images (scikit-learn) in [0, 1], cropped to 6x6... padded to 8x8."""
     images = (load_digits().images / 16.0).astype(np.float32)[..., None]
     ds = tf.data.Dataset.from_tensor_slices({"image": images[:, 1:7, 1:7]})
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=0)
     if repeat:
         ds = ds.repeat()
     return ds.batch(batch_size, drop_remainder=True)
 
 
+def _tags(log_dir):
+    tags = set()
+    for path in Path(log_dir).glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
 def _model():
     return build_vqgan("tiny_test", image_shape=(6, 6, 1))
+
+
+class WeightsAtStart(keras.callbacks.Callback):
+    """Records the tokenizer's weights when the loop starts (after any restore)."""
+
+    def __init__(self, variables_fn):
+        super().__init__()
+        self.variables_fn = variables_fn
+        self.values = None
+
+    def on_train_begin(self, logs=None):
+        self.values = [v.numpy() for v in self.variables_fn()]
 
 
 def test_training_reduces_reconstruction_error(tmp_path):
@@ -31,11 +62,19 @@ def test_training_reduces_reconstruction_error(tmp_path):
     trainer = tt.TokenizerTrainer(model, str(tmp_path), num_steps=60, learning_rate=3e-3,
                                   warmup_steps=5, restart_every=20, log_every=20,
                                   image_every=60)
-    trainer.train(data, progress=False)
+    summary = trainer.train(data, progress=False)
     after = tt.evaluate_tokenizer(model, _digits(repeat=False), max_batches=8)
     assert after["mse"] < 0.7 * before["mse"]
     assert after["psnr_db"] > before["psnr_db"]
-    assert os.listdir(tmp_path / "train")  # TensorBoard events written.
+    assert summary["final_step"] == 60
+    assert {"loss", "l2_loss", "codebook_alive_fraction", "restarted_codes"} <= set(
+        summary["logs"])
+    tags = _tags(tmp_path / "tensorboard")  # TensorBoard events written.
+    assert {"loss", "l2_loss", "learning_rate", "inputs_over_reconstructions"} <= tags
+    assert any(tag.startswith("_hparams_") for tag in tags)
+    loaded = load_tokenizer(str(tmp_path))  # Exported at the final checkpoint.
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_resume_continues_from_checkpoint(tmp_path):
@@ -47,11 +86,53 @@ def test_resume_continues_from_checkpoint(tmp_path):
     # A new trainer over a fresh model restores step and weights, then trains on.
     model2 = _model()
     trainer2 = tt.TokenizerTrainer(model2, str(tmp_path), num_steps=6, warmup_steps=0)
-    assert trainer2.restore() == 4
-    for a, b in zip(weights, model2.weights):
-        np.testing.assert_array_equal(a, b.numpy())
-    trainer2.train(_digits(), progress=False)
-    assert int(trainer2.step) == 6
+    at_start = WeightsAtStart(lambda: model2.weights)
+    summary = trainer2.train(_digits(), progress=False, callbacks=[at_start])
+    assert summary["start_step"] == 4
+    for a, b in zip(weights, at_start.values):
+        np.testing.assert_array_equal(a, b)
+    assert int(trainer2.iterations) == 6 and summary["final_step"] == 6
+
+
+@pytest.mark.slow  # Three GAN runs.
+def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """GAN from step 2 and dead-code restarts every 2 steps on shuffled data: the
+    discriminator, both optimizers, the restart generator and the data position resume."""
+    def trainer(model_dir):
+        keras.utils.set_random_seed(0)  # Initial weights are the caller's.
+        return tt.TokenizerTrainer(_model(), str(model_dir), num_steps=7, learning_rate=3e-3,
+                                   warmup_steps=1, use_gan=True, gan_start_step=2,
+                                   restart_every=2, restart_fraction=1.0, checkpoint_every=3)
+
+    def shuffled():
+        return _digits(shuffle=True)
+
+    reference = trainer(tmp_path / "reference")
+    summary = reference.train(shuffled, progress=False)
+    assert summary["logs"]["restarted_codes"] >= 0 and "discriminator_loss" in summary["logs"]
+    interrupted = trainer(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train(shuffled, progress=False, callbacks=[StopAt(5)])  # ckpt-3 left
+    resumed = trainer(tmp_path / "interrupted")
+    summary = resumed.train(shuffled, progress=False)
+    assert summary["start_step"] == 3 and summary["final_step"] == 7
+    pairs = [(reference.model.weights, resumed.model.weights),
+             (reference.discriminator.weights, resumed.discriminator.weights)]
+    for expected, actual in pairs:
+        for a, b in zip(expected, actual):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # The interrupted process had moved past the checkpoint: its weights differ.
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(interrupted.model.weights, resumed.model.weights))
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
+    def command(model_dir):
+        return [sys.executable, str(WORKER), "tokenizer", str(model_dir), "30"]
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    assert_resumes_after_sigkill(command, tmp_path, 30, "tokenizer.weights.h5", env)
 
 
 def test_psnr_and_metrics_file(tmp_path):
@@ -66,18 +147,21 @@ def test_gan_branch_trains_discriminator(tmp_path):
     model = _model()
     trainer = tt.TokenizerTrainer(model, str(tmp_path), num_steps=2, use_gan=True,
                                   warmup_steps=0, gan_start_step=0)
-    before = [w.numpy() for w in trainer.discriminator.trainable_weights]
-    losses, _ = trainer._train_step(next(iter(_digits()))["image"])
-    assert "discriminator_loss" in losses and "generator_loss" in losses
+    at_start = WeightsAtStart(lambda: trainer.discriminator.trainable_weights)
+    summary = trainer.train(_digits(), progress=False, callbacks=[at_start])
+    assert "discriminator_loss" in summary["logs"] and "generator_loss" in summary["logs"]
     after = trainer.discriminator.trainable_weights
-    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after))
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(at_start.values, after))
 
 
-def test_bad_trainer_arguments():
+def test_bad_trainer_arguments(tmp_path, mirrored):
     with pytest.raises(ValueError, match="num_steps"):
         tt.TokenizerTrainer(_model(), "/tmp/unused", num_steps=0)
     with pytest.raises(ValueError, match="VQGAN"):
         tt.TokenizerTrainer(object(), "/tmp/unused")
+    with pytest.raises(ValueError, match="one replica"):
+        tt.TokenizerTrainer(_model(), str(tmp_path), num_steps=1).train(
+            _digits(), progress=False, strategy=mirrored)
 
 
 def test_resuming_with_another_architecture_is_a_clear_error(tmp_path):
@@ -85,4 +169,5 @@ def test_resuming_with_another_architecture_is_a_clear_error(tmp_path):
     trainer.train(_digits(), progress=False)
     other = build_vqgan("tiny_test", image_shape=(6, 6, 1), codebook_size=32)
     with pytest.raises(ValueError, match="does not match this model"):
-        tt.TokenizerTrainer(other, str(tmp_path), num_steps=2).restore()
+        tt.TokenizerTrainer(other, str(tmp_path), num_steps=2).train(_digits(),
+                                                                     progress=False)

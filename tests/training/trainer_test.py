@@ -40,13 +40,12 @@ def _train(strategy, steps, jit_compile=False, **kwargs):
         return tf.data.Dataset.from_tensor_slices(data).batch(per_replica, drop_remainder=True)
 
     iterator = iter(distribute.distribute_dataset(strategy, dataset_fn))
-    step = trainer_lib.make_train_function(trainer, strategy, jit_compile)
+    step = distribute.make_train_function(trainer.train_step, strategy, jit_compile)
     logs = [{k: float(v) for k, v in step(iterator).items()} for _ in range(steps)]
     return model, logs
 
 
-def test_mirrored_two_cpus_equals_default_strategy():
-    mirrored = distribute.create_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+def test_mirrored_two_cpus_equals_default_strategy(mirrored):
     assert mirrored.num_replicas_in_sync == 2
     steps = 3
     default_model, default_logs = _train(tf.distribute.get_strategy(), steps)

@@ -1,0 +1,102 @@
+"""Where the transformer task's tokens come from: token shards or in-memory arrays.
+
+Both sources describe their vocabulary (codebook_size, num_classes), token layout (grid,
+num_condition_tokens) and the tokenizer that made them, and serve
+`dataset(batch_size, seed, input_context, skip_examples)`: an endless stream of
+{"tokens", "label"} batches whose example order is a pure function of `seed`, starting
+after `skip_examples` examples of this input pipeline (what a resumed run has consumed).
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from magnets_tf.data import tokenized
+
+
+class TokenShards:
+    """TFRecord token shards of tools/tokenize_dataset.py (`data.tokenized`)."""
+
+    num_condition_tokens = 0
+
+    def __init__(self, path):
+        self.path = str(path)
+        metadata = tokenized.read_metadata(self.path)
+        self.codebook_size = metadata["codebook_size"]
+        self.num_classes = metadata["num_classes"]
+        self.grid = tuple(metadata["grid"])
+        self.tokenizer_dir = metadata["tokenizer"]
+
+    def dataset(self, batch_size, seed, input_context=None, skip_examples=0):
+        return tokenized.token_dataset(
+            self.path, batch_size, shuffle=True, repeat=True, seed=seed,
+            expected_codebook_size=self.codebook_size, expected_grid=self.grid,
+            input_context=input_context, skip_examples=skip_examples)
+
+
+class TokenArrays:
+    """Token examples held in memory, e.g. encoded video clips for frame prediction.
+
+    tokens: int [M, *grid] (a clip's tokens flattened time-major: the first
+    `num_condition_tokens` are the condition frames); class_ids: int [M].
+    Epoch e visits the examples in a permutation drawn from the stateless seed (seed, e).
+    """
+
+    tokenizer_dir = ""
+
+    def __init__(self, tokens, class_ids, codebook_size, num_classes,
+                 num_condition_tokens=0):
+        tokens = np.asarray(tokens)
+        class_ids = np.asarray(class_ids)
+        if tokens.ndim < 2 or not len(tokens) or not np.issubdtype(tokens.dtype, np.integer):
+            raise ValueError(f"tokens must be integers [examples, *grid] with at least one "
+                             f"example, got {tokens.dtype} of shape {tokens.shape}")
+        if class_ids.shape != (len(tokens),) or not np.issubdtype(class_ids.dtype,
+                                                                  np.integer):
+            raise ValueError(f"class_ids must be integers [{len(tokens)}], got "
+                             f"{class_ids.dtype} of shape {class_ids.shape}")
+        if tokens.min() < 0 or tokens.max() >= int(codebook_size):
+            raise ValueError(f"token ids in [{tokens.min()}, {tokens.max()}] outside "
+                             f"[0, codebook_size={codebook_size})")
+        if class_ids.min() < 0 or (num_classes and class_ids.max() >= int(num_classes)):
+            raise ValueError(f"class ids in [{class_ids.min()}, {class_ids.max()}] outside "
+                             f"[0, num_classes={num_classes})")
+        self.grid = tuple(tokens.shape[1:])
+        if not 0 <= int(num_condition_tokens) < math.prod(self.grid):
+            raise ValueError(f"num_condition_tokens={num_condition_tokens} must be in "
+                             f"[0, {math.prod(self.grid)})")
+        self.tokens = tokens.astype(np.int32)
+        self.class_ids = class_ids.astype(np.int32)
+        self.codebook_size = int(codebook_size)
+        self.num_classes = int(num_classes)
+        self.num_condition_tokens = int(num_condition_tokens)
+
+    def dataset(self, batch_size, seed, input_context=None, skip_examples=0):
+        tokens, class_ids = self.tokens, self.class_ids
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            part = slice(input_context.input_pipeline_id, None,
+                         input_context.num_input_pipelines)
+            tokens, class_ids = tokens[part], class_ids[part]
+        count = len(tokens)
+        if not 0 < int(batch_size) <= count:
+            raise ValueError(f"batch_size={batch_size} (per replica) must be in [1, {count}]: "
+                             f"the number of training examples of this input pipeline")
+        if int(skip_examples) < 0:
+            raise ValueError(f"skip_examples must be >= 0, got {skip_examples!r}")
+
+        def epoch_order(epoch):
+            keys = tf.random.stateless_uniform([count], tf.stack([tf.cast(seed, tf.int64),
+                                                                  epoch]))
+            return tf.argsort(keys)
+
+        def examples(positions):
+            """The examples at these positions of the endless stream; a batch spans at
+            most two epochs because batch_size <= count."""
+            epochs = positions // count
+            orders = tf.stack([epoch_order(epochs[0]), epoch_order(epochs[0] + 1)])
+            index = tf.gather_nd(orders, tf.stack([epochs - epochs[0], positions % count], 1))
+            return {"tokens": tf.gather(tokens, index), "label": tf.gather(class_ids, index)}
+
+        return (tf.data.Dataset.range(int(skip_examples), 2 ** 62)
+                .batch(int(batch_size), drop_remainder=True)
+                .map(examples).prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,135 @@
+"""The nested transformer as a `loop.TrainTask`, and `train`: tools/train.py's entry.
+
+`TransformerTask` builds a `MaskGitTransformer` for its token source (`token_data`:
+vocabulary, grid, condition tokens), the optimizer of `make_optimizer` and the
+`NestedMaskGitTrainer` whose `train_step` is paper eq. 3 (masks and dropout are functions
+of (seed, step)). It exports the transformer (`models.saving`) at every checkpoint and
+can show sample grids of every nested sub-model. Image generation (token shards) and
+frame prediction (clip tokens with condition frames) are both this task.
+"""
+import math
+import os
+
+import gin
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from magnets_tf.models import saving
+from magnets_tf.models.presets import build_transformer
+from magnets_tf.training import callbacks as callbacks_lib
+from magnets_tf.training import loop, preview, trainer as trainer_lib
+from magnets_tf.training.optimizer import make_optimizer
+from magnets_tf.training.token_data import TokenShards
+
+
+def _tokenizer_decode_fn(tokenizer_dir):
+    """decode(tokens [B, h, w]) -> images with the tokenizer of the shards, if loadable."""
+    if not tokenizer_dir or not os.path.isdir(tokenizer_dir):
+        logging.info("no tokenizer at %r: sample previews show token maps", tokenizer_dir)
+        return None
+    try:
+        tokenizer = saving.load_tokenizer(tokenizer_dir)
+    except saving.ModelFileError as e:
+        logging.warning("cannot load tokenizer %s (%s): sample previews show token maps",
+                        tokenizer_dir, e)
+        return None
+    return lambda tokens: tokenizer.decode(tf.constant(tokens, tf.int32)).numpy()
+
+
+class TransformerTask(loop.TrainTask):
+    """Trains a nested MaskGIT transformer on `tokens` (`TokenShards` or `TokenArrays`).
+
+    global_batch_size is split over replicas. sample_every > 0 writes sample grids of
+    every nested sub-model (`num_samples` class-conditional samples, `sample_steps`
+    decoding steps) to TensorBoard and model_dir/samples.
+    """
+
+    def __init__(self, tokens, global_batch_size, seed=0, sample_every=0, num_samples=8,
+                 sample_steps=8):
+        if int(global_batch_size) <= 0:
+            raise ValueError(f"batch_size must be positive, got {global_batch_size}")
+        self.tokens = tokens
+        self.global_batch_size = int(global_batch_size)
+        self.seed = int(seed)
+        self.sample_every, self.num_samples, self.sample_steps = (
+            int(sample_every), int(num_samples), int(sample_steps))
+
+    def build(self, strategy, train_steps):
+        self.transformer = build_transformer(
+            codebook_size=self.tokens.codebook_size, num_classes=self.tokens.num_classes,
+            num_tokens=math.prod(self.tokens.grid),
+            num_condition_tokens=self.tokens.num_condition_tokens)
+        self.optimizer = make_optimizer(total_steps=train_steps)
+        self.trainer = trainer_lib.NestedMaskGitTrainer(
+            self.transformer, global_batch_size=self.global_batch_size, seed=self.seed,
+            total_steps=train_steps)
+        self.trainer.compile(optimizer=self.optimizer, jit_compile=False)
+        self.optimizer.build(self.transformer.trainable_variables)
+
+    @property
+    def iterations(self):
+        return self.optimizer.iterations
+
+    def checkpoint_items(self):
+        return dict(model=self.transformer.weights, optimizer=self.optimizer.variables)
+
+    def dataset(self, input_context, start_step):
+        per_replica = input_context.get_per_replica_batch_size(self.global_batch_size)
+        replicas_per_pipeline = (input_context.num_replicas_in_sync
+                                 // input_context.num_input_pipelines)
+        return self.tokens.dataset(
+            per_replica, self.seed, input_context,
+            skip_examples=start_step * per_replica * replicas_per_pipeline)
+
+    def train_step(self, batch):
+        return self.trainer.train_step(batch)
+
+    def export(self, model_dir):
+        saving.save_transformer(self.transformer, model_dir)
+
+    def guarded_variables(self):
+        return self.transformer.trainable_variables
+
+    def learning_rate(self, step):
+        return self.optimizer.schedule(step)
+
+    def hparams(self):
+        trainer = self.trainer
+        return dict(preset=self.transformer.name, batch_size=self.global_batch_size,
+                    factors=",".join(map(str, trainer.factors)), loss_mode=trainer.loss_mode,
+                    alpha_decay_steps=trainer.alpha_decay_steps,
+                    label_smoothing=trainer.label_smoothing,
+                    peak_learning_rate=self.optimizer.schedule.peak_learning_rate)
+
+    def callbacks(self, writer, model_dir):
+        if not self.sample_every:
+            return []
+        transformer = self.transformer
+        num_classes = transformer.num_classes
+        class_ids = (np.arange(self.num_samples) % num_classes if num_classes
+                     else np.full(self.num_samples, transformer.null_class_id))
+        return [callbacks_lib.SampleGrids(
+            preview.PreviewSampler(transformer, num_steps=min(self.sample_steps,
+                                                              transformer.num_tokens)),
+            writer, self.sample_every, os.path.join(model_dir, "samples"),
+            self.trainer.factors, class_ids, self.tokens.grid,
+            decode_fn=_tokenizer_decode_fn(self.tokens.tokenizer_dir), seed=self.seed)]
+
+
+@gin.configurable(denylist=["model_dir", "strategy", "train_steps"])
+def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=256, seed=0,
+          checkpoint_every=1000, keep_checkpoints=3, log_every=100, sample_every=0,
+          num_samples=8, sample_steps=8, jit_compile="auto", progress=True,
+          extra_callbacks=()):
+    """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
+
+    batch_size is the global batch (split over replicas). Returns the run's summary.
+    """
+    task = TransformerTask(TokenShards(tokens_dir), batch_size, seed=seed,
+                           sample_every=sample_every, num_samples=num_samples,
+                           sample_steps=sample_steps)
+    return loop.run(task, model_dir, strategy, train_steps,
+                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+                    log_every=log_every, jit_compile=jit_compile, progress=progress,
+                    callbacks=extra_callbacks)

@@ -1,0 +1,82 @@
+"""Token sources: the example stream is a pure function of the seed; skipping continues it."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magnets_tf.data import tokenized
+from magnets_tf.training.token_data import TokenArrays, TokenShards
+
+
+def _labels(dataset, batches):
+    """The stream as a list of example ids (our labels are the example indices)."""
+    return [int(v) for batch in dataset.take(batches) for v in batch["label"].numpy()]
+
+
+def test_every_epoch_is_a_seeded_permutation_and_skipping_continues_the_stream():
+    count = 10
+    source = TokenArrays(np.zeros([count, 4], np.int32), np.arange(count), 1, count)
+    stream = _labels(source.dataset(4, seed=3), 10)  # 40 examples = 4 epochs
+    for epoch in range(4):
+        assert sorted(stream[epoch * count:(epoch + 1) * count]) == list(range(count))
+    assert stream[:count] != stream[count:2 * count]  # Reshuffled per epoch.
+    assert stream == _labels(source.dataset(4, seed=3), 10)  # Pure function of the seed.
+    assert stream != _labels(source.dataset(4, seed=4), 10)
+    for skip in (4, 8, 13, 28):  # Within an epoch and across epoch boundaries.
+        assert _labels(source.dataset(4, seed=3, skip_examples=skip), 3) == \
+            stream[skip:skip + 12]
+
+
+def test_batches_hold_tokens_and_labels_of_the_same_examples():
+    count = 10
+    tokens = np.random.default_rng(0).integers(0, 16, (count, 6))
+    source = TokenArrays(tokens, np.arange(count), 16, count, num_condition_tokens=2)
+    batch = next(iter(source.dataset(5, seed=0)))
+    assert batch["tokens"].dtype == tf.int32 and batch["tokens"].shape == (5, 6)
+    np.testing.assert_array_equal(batch["tokens"].numpy(), tokens[batch["label"].numpy()])
+    assert source.grid == (6,) and source.num_condition_tokens == 2
+
+
+def test_input_pipelines_read_disjoint_parts():
+    count = 10
+    source = TokenArrays(np.zeros([count, 4], np.int32), np.arange(count), 1, count)
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2,
+                                             input_pipeline_id=pipeline,
+                                             num_replicas_in_sync=2)
+        seen.append(set(_labels(source.dataset(5, seed=0, input_context=context), 1)))
+    assert seen[0] | seen[1] == set(range(count)) and not seen[0] & seen[1]
+
+
+def test_bad_arrays_and_batches_are_clear_errors():
+    tokens, labels = np.zeros([4, 6], np.int32), np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match="tokens must be integers"):
+        TokenArrays(tokens[0], labels, 16, 3)
+    with pytest.raises(ValueError, match="tokens must be integers"):
+        TokenArrays(tokens.astype(np.float32), labels, 16, 3)
+    with pytest.raises(ValueError, match=r"class_ids must be integers \[4\]"):
+        TokenArrays(tokens, labels[:3], 16, 3)
+    with pytest.raises(ValueError, match="codebook_size=16"):
+        TokenArrays(tokens + 16, labels, 16, 3)
+    with pytest.raises(ValueError, match="num_classes=3"):
+        TokenArrays(tokens, labels + 3, 16, 3)
+    with pytest.raises(ValueError, match="num_condition_tokens=6"):
+        TokenArrays(tokens, labels, 16, 3, num_condition_tokens=6)
+    with pytest.raises(ValueError, match=r"batch_size=5 \(per replica\) must be in \[1, 4\]"):
+        TokenArrays(tokens, labels, 16, 3).dataset(5, seed=0)
+
+
+def test_token_shards_describe_and_serve_their_data(tmp_path):
+    rng = np.random.default_rng(0)
+    tokenized.write_token_shards(
+        str(tmp_path), [(rng.integers(0, 16, (12, 2, 3)), np.arange(12))],
+        dict(codebook_size=16, grid=[2, 3], num_classes=12, tokenizer="tok"), num_shards=2,
+        overwrite=True)
+    source = TokenShards(tmp_path)
+    assert (source.codebook_size, source.num_classes, source.grid) == (16, 12, (2, 3))
+    assert source.num_condition_tokens == 0 and source.tokenizer_dir == "tok"
+    stream = _labels(source.dataset(4, seed=1), 6)
+    assert sorted(stream[:12]) == list(range(12))
+    assert _labels(source.dataset(4, seed=1, skip_examples=8), 2) == stream[8:16]
+    with pytest.raises(tokenized.TokenShardError, match="does not exist"):
+        TokenShards(tmp_path / "none")

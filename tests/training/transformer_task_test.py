@@ -1,0 +1,132 @@
+"""The transformer task through `train` (tools/train.py's entry): what a run writes,
+TensorBoard content, NaN handling, per-replica batches and the resumed data position."""
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magnets_tf.data import tokenized
+from magnets_tf.models import saving
+from magnets_tf.training import distribute, loop, transformer_task
+from magnets_tf.training.token_data import TokenArrays, TokenShards
+
+
+def _train(model_dir, steps, tokens_dir, strategy=None, **kwargs):
+    kwargs = dict(dict(batch_size=8, progress=False), **kwargs)
+    return transformer_task.train(model_dir, strategy or tf.distribute.get_strategy(), steps,
+                                  tokens_dir=tokens_dir, **kwargs)
+
+
+@pytest.fixture
+def tokens_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    tokenized.write_token_shards(
+        str(tmp_path / "tokens"), [(rng.integers(0, 16, (64, 2, 2)), rng.integers(0, 10, 64))],
+        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2)
+    return str(tmp_path / "tokens")
+
+
+@pytest.fixture(autouse=True)
+def tiny_gin():
+    gin.clear_config()
+    gin.bind_parameter("build_transformer.preset", "tiny")
+    gin.bind_parameter("build_transformer.num_layers", 1)
+    gin.bind_parameter("make_optimizer.warmup_steps", 2)
+    yield
+    gin.clear_config()
+
+
+def _tags(model_dir):
+    tags = set()
+    for root, _, files in os.walk(os.path.join(model_dir, "tensorboard")):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+@pytest.mark.slow
+def test_run_writes_state_and_tensorboard(tmp_path, tokens_dir):
+    model_dir = str(tmp_path / "model")
+    summary = _train(model_dir, 4, tokens_dir, checkpoint_every=2, log_every=2,
+                     sample_every=4, num_samples=4, sample_steps=2)
+    assert summary["final_step"] == 4 and np.isfinite(summary["logs"]["loss"])
+    written = set(os.listdir(model_dir))
+    assert {"checkpoints", "operative_config.gin", "transformer_config.json",
+            "transformer.weights.h5", "tensorboard", "samples", "train_summary.json"} <= written
+    assert "build_transformer.num_layers = 1" in open(os.path.join(model_dir,
+                                                                   "operative_config.gin")).read()
+    assert sorted(os.listdir(os.path.join(model_dir, "samples"))) == [
+        f"step00000004_p{p}.png" for p in (1, 2, 4, 8)]
+    tags = _tags(model_dir)
+    for p in (1, 2, 4, 8):
+        assert {f"loss/loss_p{p}", f"accuracy/accuracy_p{p}", f"sample_tokens/p{p}"} <= tags
+    assert {"loss", "alpha", "learning_rate", "throughput/steps_per_second"} <= tags
+    assert any(tag.startswith("config/operative_gin") for tag in tags), tags
+    assert any(tag.startswith("_hparams_") for tag in tags)
+    model = saving.load_transformer(model_dir)
+    assert model.codebook_size == 16 and model.num_tokens == 4
+    # Running again with the same step count resumes at the end and changes nothing.
+    again = _train(model_dir, 4, tokens_dir)
+    assert again["start_step"] == 4 and again["final_step"] == 4
+
+
+@pytest.mark.slow
+def test_non_finite_training_stops_and_keeps_last_good_checkpoint(tmp_path, tokens_dir):
+    model_dir = str(tmp_path / "model")
+    _train(model_dir, 2, tokens_dir, checkpoint_every=1)
+    good = saving.load_transformer(model_dir).get_weights()
+    # Continue with a NaN learning rate: step 3 computes a finite loss but NaN weights,
+    # step 4 would report a NaN loss; neither may reach the checkpoint or the export.
+    gin.bind_parameter("make_optimizer.learning_rate", float("nan"))
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 3.*ckpt-2.*not overwritten"):
+        _train(model_dir, 5, tokens_dir, checkpoint_every=1)
+    state = open(os.path.join(model_dir, "checkpoints", "checkpoint")).read()
+    assert 'model_checkpoint_path: "ckpt-2"' in state and "ckpt-3" not in state
+    for a, b in zip(good, saving.load_transformer(model_dir).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Without checkpoints in between, the NaN loss of step 2 itself stops the run.
+    with pytest.raises(loop.NonFiniteLossError, match=r"loss is nan at step 2"):
+        _train(str(tmp_path / "other"), 5, tokens_dir, checkpoint_every=0)
+
+
+def test_bad_batch_and_missing_data(tmp_path, tokens_dir, mirrored):
+    with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
+        _train(str(tmp_path / "m"), 2, tokens_dir, strategy=mirrored, batch_size=7)
+    with pytest.raises(tokenized.TokenShardError, match="does not exist"):
+        _train(str(tmp_path / "m"), 2, str(tmp_path / "none"))
+
+
+def _sources(tmp_path):
+    """The same 40 examples as arrays and as token shards; labels are example indices."""
+    tokens = np.random.default_rng(1).integers(0, 16, (40, 2, 2))
+    tokenized.write_token_shards(str(tmp_path / "shards"), [(tokens, np.arange(40))],
+                                 dict(codebook_size=16, grid=[2, 2], num_classes=40,
+                                      tokenizer=""), num_shards=2)
+    return {"arrays": TokenArrays(tokens, np.arange(40), 16, 40),
+            "shards": TokenShards(str(tmp_path / "shards"))}
+
+
+@pytest.mark.parametrize("source", ["arrays", "shards"])
+def test_replicas_split_each_global_batch_and_a_resumed_run_reads_on(tmp_path, source,
+                                                                      mirrored):
+    task = transformer_task.TransformerTask(_sources(tmp_path)[source], global_batch_size=8,
+                                            seed=2)
+
+    def global_batches(strategy, start_step, steps):
+        iterator = iter(distribute.distribute_dataset(
+            strategy, lambda context: task.dataset(context, start_step)))
+        batches = []
+        for _ in range(steps):
+            parts = strategy.experimental_local_results(next(iterator)["label"])
+            batches.append(np.concatenate([p.numpy() for p in parts]).tolist())
+        return batches
+
+    default = tf.distribute.get_strategy()
+    reference = global_batches(default, 0, 7)  # 56 examples: crosses an epoch.
+    assert sorted(sum(reference[:5], [])) == list(range(40))
+    assert global_batches(mirrored, 0, 7) == reference
+    assert global_batches(mirrored, 3, 4) == reference[3:]
+    assert global_batches(default, 6, 1) == reference[6:]
