@@ -4,7 +4,7 @@ full model without cache, same weights: per-frame MSE/PSNR, FVD (named features)
 measured decode time.
 
 nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_prediction.gin \
-    --tokenizer_dir=/work/runs/video_tokenizer_mmnist --model_dir=/work/runs/frame_prediction
+    --tokenizer_dir=runs/video_tokenizer_mmnist --model_dir=runs/frame_prediction
 
 Writes metrics.json, predictions.png, the transformer weights and TensorBoard summaries
 into --model_dir; prints one summary line per decode plan.

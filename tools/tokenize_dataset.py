@@ -1,7 +1,7 @@
 r"""Encodes an image data set once into TFRecord token shards (tokens + label).
 
-python tools/tokenize_dataset.py --tokenizer_dir=/work/runs/tokenizer_fmnist \
-    --dataset=fashion_mnist --splits=train,test --output_dir=/work/runs/fmnist_tokens
+python tools/tokenize_dataset.py --tokenizer_dir=runs/tokenizer_fmnist \
+    --dataset=fashion_mnist --splits=train,test --output_dir=runs/fmnist_tokens
 
 Writes <output_dir>/<split>/ (shards + metadata.json with codebook_size, grid,
 num_classes, num_examples and the tokenizer path) for `token_dataset`. Each split is

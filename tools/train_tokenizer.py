@@ -1,19 +1,15 @@
 r"""Trains a VQGAN image or 3D video tokenizer (resumable) and evaluates it on the test split.
 
 python tools/train_tokenizer.py --gin_file=gin/fashion_mnist/tokenizer.gin \
-    --model_dir=/work/runs/tokenizer_fmnist
+    --model_dir=runs/tokenizer_fmnist
 
 Prints as its last line `psnr_db=.. codebook_usage=..` (test split) and writes
 metrics.json, tokenizer_config.json and tokenizer.weights.h5 into --model_dir.
 """
-import os
-
-import gin
 from absl import flags
 
 from magnets_tf.cli import app, gin_flags
 from magnets_tf.training import tokenizer_trainer
-from magnets_tf.utils import files
 
 gin_flags.define_gin_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, summaries and the tokenizer.",
@@ -26,8 +22,6 @@ def main():
     gin_flags.parse_gin_flags()
     metrics = tokenizer_trainer.train_tokenizer_experiment(FLAGS.model_dir,
                                                            progress=FLAGS.progress)
-    files.write_text(os.path.join(FLAGS.model_dir, "operative_config.gin"),
-                     gin.operative_config_str())
     print(f"psnr_db={metrics['psnr_db']:.2f} codebook_usage={metrics['codebook_usage']:.3f}")
 
 
