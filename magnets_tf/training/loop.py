@@ -26,7 +26,7 @@ from magnets_tf.data import tokenized
 from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import distribute, preview, trainer as trainer_lib
+from magnets_tf.training import distribute, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
 from magnets_tf.utils import files
 
@@ -162,10 +162,10 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
         class_ids = (np.arange(num_samples) % num_classes if num_classes
                      else np.full(num_samples, transformer.null_class_id))
         callbacks.append(callbacks_lib.SampleGrids(
-            preview.PreviewSampler(transformer, num_steps=min(sample_steps,
-                                                              transformer.num_tokens)),
-            writer, sample_every, os.path.join(model_dir, "samples"), trainer.factors,
-            class_ids, grid, decode_fn=_tokenizer_decode_fn(metadata["tokenizer"]), seed=seed))
+            transformer, writer, sample_every, os.path.join(model_dir, "samples"),
+            trainer.factors, class_ids, grid,
+            num_steps=min(sample_steps, transformer.num_tokens),
+            decode_fn=_tokenizer_decode_fn(metadata["tokenizer"]), seed=seed))
     callbacks.append(callbacks_lib.ProgressLogger(train_steps, log_every, use_tqdm=progress))
     callbacks.extend(extra_callbacks)
 
