@@ -1,7 +1,10 @@
 """XLA-compiled MaGNeTS decoding: model schedule, fixed-shape K/V cache, guided last steps.
 
 One `tf.function` per (model, plan, batch) runs the K steps of a `DecodePlan` unrolled in
-Python, so every step has static shapes.
+Python, so every step has static shapes. This module is the loop only (ordering, plan
+steps, guidance branches, sampling, counters): every transformer pass is the model's own
+`call_with_cache` on its `fused_weights(p)` (built once per factor and decode), and the
+MLM head its `logits`.
 
 Ordering trick (no scatter). Attention has no notion of key order (positions enter as
 embeddings), so the decoder keeps every sequence in a per-example permutation `order`
@@ -18,56 +21,11 @@ them at the new width). The unconditional CFG branch keeps its own buffers and d
 full pass at its first guided step; at guided steps where both branches process the same
 positions, they run as one pass over a 2B batch.
 """
-import math
-
 import numpy as np
 import tensorflow as tf
 
 from magnets_tf.decoding import sampling
 from magnets_tf.decoding.schedule import DecodePlan, make_plan
-
-def _layer_norm(x, norm):
-    """keras LayerNormalization `norm` applied with its own weights and epsilon."""
-    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-    centered = x - mean
-    var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
-    return centered * tf.math.rsqrt(var + norm.epsilon) * norm.gamma + norm.beta
-
-
-def _gelu(x):
-    return tf.nn.gelu(x, approximate=True)
-
-
-class _SubModelWeights:
-    """Sliced, fused weights of sub-model p, read once per decode and reused by its steps.
-
-    Q, K and V kernels are concatenated into one [d, 3*H*w] matmul; the softmax scale
-    1/sqrt(w) is folded into the query kernel and bias.
-    """
-
-    def __init__(self, model, factor):
-        self.factor = factor
-        self.layers = []
-        for block in model.blocks:
-            att, mlp = block.attention, block.mlp
-            width = att.head_dim // factor
-            d, heads = att.hidden_size, att.num_heads
-            scale = 1.0 / math.sqrt(width)
-            kernels, biases = [], []
-            for dense, s in ((att.query, scale), (att.key, 1.0), (att.value, 1.0)):
-                kernel, bias = dense.sliced_weights(factor)
-                kernels.append(tf.reshape(kernel, [d, heads * width]) * s)
-                biases.append(tf.reshape(bias, [heads * width]) * s)
-            out_kernel, out_bias = att.output_dense.sliced_weights(factor)
-            w1, b1 = mlp.intermediate.sliced_weights(factor)
-            w2, b2 = mlp.output_dense.sliced_weights(factor)
-            self.layers.append(dict(
-                width=width, heads=heads,
-                qkv_kernel=tf.concat(kernels, axis=1), qkv_bias=tf.concat(biases, axis=0),
-                out_kernel=tf.reshape(out_kernel, [heads * width, d]), out_bias=out_bias,
-                mlp_in=w1, mlp_in_bias=b1, mlp_out=w2, mlp_out_bias=b2,
-                attention_norm=block.attention_norm, mlp_norm=block.mlp_norm))
-
 
 class Decoder:
     """MaGNeTS / MaskGIT parallel decoder for one (model, plan, batch size).
@@ -195,7 +153,7 @@ class Decoder:
         b, t = self.batch_size, plan.sequence_length
         mask_id = model.mask_token_id
         self.trace_log = []
-        weights = {}
+        fused = {}  # factor -> model.fused_weights(factor), built at its first step
 
         # Initial order: class token, kept tokens, masked tokens (stable within groups).
         grid_order = tf.argsort(tf.cast(tf.logical_not(keep), tf.int32), axis=1, stable=True)
@@ -213,9 +171,9 @@ class Decoder:
         prev_masked_positions = None
         for k in range(plan.num_steps):
             factor = plan.factors[k]
-            if factor not in weights:
-                weights[factor] = _SubModelWeights(model, factor)
-            sub = weights[factor]
+            if factor not in fused:
+                fused[factor] = model.fused_weights(factor)
+            sub = fused[factor]
             m_in, m_out = plan.masked_in[k], plan.masked_out[k]
             queries = t if plan.refresh_steps[k] else plan.masked_in[k - 1]
             ids_q, pos_q = seq[:, t - queries:], order[:, t - queries:]
@@ -232,9 +190,9 @@ class Decoder:
                 cache = None if refresh else [
                     (tf.concat([ck, uk], 0), tf.concat([cv, uv], 0))
                     for (ck, cv), (uk, uv) in zip(caches["cond"], caches["uncond"])]
-                both, joint_cache = self._pass(sub, tf.concat([ids_q, u_ids], 0),
-                                               tf.concat([pos_q, pos_q], 0), cache)
-                both_logits = self._head(both[:, queries - m_in:])
+                both, joint_cache = model.call_with_cache(
+                    tf.concat([ids_q, u_ids], 0), sub, tf.concat([pos_q, pos_q], 0), cache)
+                both_logits = model.logits(both[:, queries - m_in:])
                 caches["cond"] = [(ck[:b], cv[:b]) for ck, cv in joint_cache]
                 caches["uncond"] = [(ck[b:], cv[b:]) for ck, cv in joint_cache]
                 logits = sampling.guided_logits(both_logits[:b], both_logits[b:],
@@ -242,15 +200,15 @@ class Decoder:
                 self.trace_log.append(("cond", k, factor, queries, t, m_in))
                 self.trace_log.append(("uncond", k, factor, uncond_queries, t, m_in))
             else:
-                hidden, caches["cond"] = self._pass(
-                    sub, ids_q, pos_q, None if refresh else caches["cond"])
-                logits = self._head(hidden[:, queries - m_in:])
+                hidden, caches["cond"] = model.call_with_cache(
+                    ids_q, sub, pos_q, None if refresh else caches["cond"])
+                logits = model.logits(hidden[:, queries - m_in:])
                 self.trace_log.append(("cond", k, factor, queries, t, m_in))
                 if plan.guided[k]:
-                    u_hidden, caches["uncond"] = self._pass(
-                        sub, u_ids, order[:, t - uncond_queries:],
+                    u_hidden, caches["uncond"] = model.call_with_cache(
+                        u_ids, sub, order[:, t - uncond_queries:],
                         None if uncond_full[k] else caches["uncond"])
-                    u_logits = self._head(u_hidden[:, uncond_queries - m_in:])
+                    u_logits = model.logits(u_hidden[:, uncond_queries - m_in:])
                     logits = sampling.guided_logits(logits, u_logits,
                                                     plan.guidance_weight(k))
                     self.trace_log.append(("uncond", k, factor, uncond_queries, t, m_in))
@@ -306,66 +264,6 @@ class Decoder:
         """Natural row-major grid tokens [B, N] from a sequence held in `order`."""
         inverse = tf.argsort(order, axis=1)
         return tf.gather(seq, inverse[:, 1:], batch_dims=1)
-
-    def _pass(self, sub, ids, positions, cache):
-        """Transformer pass of sub-model `sub` on ids at positions [B, Q].
-
-        cache None: the Q tokens are the whole sequence (a refresh); otherwise the fresh
-        K/V replace the last Q rows of the [B, H, T, w] buffers and queries attend over
-        all T rows. Returns (hidden [B, Q, d], new per-layer (k, v) buffers)."""
-        model = self.model
-        b, q = ids.shape
-        d = model.hidden_size
-        x = (tf.gather(model.token_embedding.embeddings, ids)
-             + tf.gather(model.position_embedding, positions))
-        x = tf.reshape(_layer_norm(x, model.embedding_norm), [b * q, d])
-        new_cache = []
-        for i, layer in enumerate(sub.layers):
-            heads, width = layer["heads"], layer["width"]
-            qkv = tf.matmul(x, layer["qkv_kernel"]) + layer["qkv_bias"]
-            qkv = tf.transpose(tf.reshape(qkv, [b, q, 3, heads, width]), [2, 0, 3, 1, 4])
-            query, key, value = qkv[0], qkv[1], qkv[2]  # [B, H, Q, w]
-            if cache is not None:
-                old_k, old_v = (_fit_width(c, width) for c in cache[i])
-                prefix = old_k.shape[2] - q
-                key = tf.concat([old_k[:, :, :prefix], key], axis=2)
-                value = tf.concat([old_v[:, :, :prefix], value], axis=2)
-            new_cache.append((key, value))
-            # Softmax normalised after the value matmul: one pass less over [Q, T].
-            scores = tf.matmul(query, key, transpose_b=True)
-            weights = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
-            context = tf.matmul(weights, value) * tf.math.reciprocal(
-                tf.reduce_sum(weights, axis=-1, keepdims=True))
-            context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b * q, heads * width])
-            attended = tf.matmul(context, layer["out_kernel"]) + layer["out_bias"]
-            x = _layer_norm(x + attended, layer["attention_norm"])
-            mlp = _gelu(tf.matmul(x, layer["mlp_in"]) + layer["mlp_in_bias"])
-            x = _layer_norm(x + tf.matmul(mlp, layer["mlp_out"]) + layer["mlp_out_bias"],
-                            layer["mlp_norm"])
-        return tf.reshape(x, [b, q, d]), new_cache
-
-    def _head(self, hidden):
-        """MLM head on hidden [B, M, d] -> logits [B, M, codebook] (tied embeddings)."""
-        model = self.model
-        b, m, d = hidden.shape
-        x = tf.reshape(hidden, [b * m, d])
-        x = _layer_norm(_gelu(tf.matmul(x, model.head_dense.kernel) + model.head_dense.bias),
-                        model.head_norm)
-        codes = model.token_embedding.embeddings[: model.codebook_size]
-        logits = tf.matmul(x, codes, transpose_b=True) + model.head_bias
-        return tf.reshape(logits, [b, m, model.codebook_size])
-
-
-def _fit_width(buffer, width):
-    """A cached [B, H, T, w'] buffer at width w: sliced, or zero-padded when a plan
-    changes the factor without a refresh (refresh='never')."""
-    have = buffer.shape[-1]
-    if have == width:
-        return buffer
-    if have > width:
-        return buffer[..., :width]
-    return tf.pad(buffer, [[0, 0], [0, 0], [0, 0], [0, width - have]])
-
 
 def editing_plan(keep_mask, **plan_kwargs):
     """`make_plan` for editing: num_tokens and num_condition_tokens from keep_mask.

@@ -1,10 +1,27 @@
-"""Nested multi-head self-attention with optional external key/value buffers."""
+"""Nested multi-head self-attention: one implementation for training and cached decoding."""
 import math
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from magnets_tf.layers.nested import DEFAULT_FACTORS, NestedDense, nested_width, validate_factors
+from magnets_tf.layers.nested import (DEFAULT_FACTORS, NestedDense, flatten_rows, nested_width,
+                                      unflatten_rows, validate_factors)
+
+
+class AttentionWeights(NamedTuple):
+    """Sub-model p's attention weights in the form the forward pass multiplies with.
+
+    qkv_kernel [d, 3*H*w] holds the query, key and value kernels side by side, with the
+    softmax scale 1/sqrt(w) folded into the query columns (qkv_bias [3*H*w] likewise):
+    one matmul yields all three projections. out_kernel [H*w, d], out_bias [d].
+    """
+    num_heads: int
+    width: int
+    qkv_kernel: tf.Tensor
+    qkv_bias: tf.Tensor
+    out_kernel: tf.Tensor
+    out_bias: tf.Tensor
 
 
 class NestedSelfAttention(keras.layers.Layer):
@@ -14,9 +31,9 @@ class NestedSelfAttention(keras.layers.Layer):
     partial features back to the full residual width d. The softmax scale uses the
     sliced head dim, so sub-model p equals a standalone attention with H heads of dh/p.
 
-    For cached decoding, `call` accepts `kv_cache=(k, v)` buffers [B, T, H, >= dh/p] and
-    `query_positions` [B, Q]: the fresh K/V of the Q given tokens are written at those
-    positions, and the queries attend over all T positions of the buffer.
+    `call` is the plain layer; `call_with_cache` is the same computation on given
+    `fused_weights(p)` that also reads and writes external key/value buffers, for
+    cached decoding.
     """
 
     def __init__(self, hidden_size, num_heads, head_dim=None, factors=DEFAULT_FACTORS,
@@ -49,31 +66,62 @@ class NestedSelfAttention(keras.layers.Layer):
             layer.build()
         self.built = True
 
-    def call(self, x, factor=1, kv_cache=None, query_positions=None, training=False):
-        """Returns (output [B, Q, d], (k, v)): the keys/values the queries attended to.
+    def fused_weights(self, factor):
+        """`AttentionWeights` of sub-model `factor`: sliced, fused and pre-scaled.
 
-        Without a cache those are the fresh [B, Q, H, dh/p] of `x` (what a decoder stores
-        after a full pass); with a cache, the updated buffers [B, T, H, dh/p].
-        """
+        A decoder computes them once per factor and reuses them at every step."""
         width = nested_width(self.head_dim, factor, self.factors)
+        d, heads = self.hidden_size, self.num_heads
+        scale = 1.0 / math.sqrt(width)
+        kernels, biases = [], []
+        for dense, s in ((self.query, scale), (self.key, 1.0), (self.value, 1.0)):
+            kernel, bias = dense.sliced_weights(factor)
+            kernels.append(tf.reshape(kernel, [d, heads * width]) * s)
+            biases.append(tf.reshape(bias, [heads * width]) * s)
+        out_kernel, out_bias = self.output_dense.sliced_weights(factor)
+        return AttentionWeights(
+            num_heads=heads, width=width, qkv_kernel=tf.concat(kernels, axis=1),
+            qkv_bias=tf.concat(biases, axis=0),
+            out_kernel=tf.reshape(out_kernel, [heads * width, d]), out_bias=out_bias)
+
+    def call(self, x, factor=1, training=False):
+        """x [B, T, d] -> [B, T, d]: sub-model `factor` attending over all T tokens."""
+        return self.call_with_cache(x, self.fused_weights(factor), training=training)[0]
+
+    def call_with_cache(self, x, weights, kv_cache=None, training=False):
+        """Attention of the Q tokens x [B, Q, d] with `weights` (see `fused_weights`).
+
+        kv_cache None: the Q tokens are the whole sequence; returns (output [B, Q, d],
+        (k, v)) with their keys/values k, v [B, H, Q, w].
+        kv_cache (k, v) buffers [B, H, T, w'] (T >= Q): the Q tokens are the LAST Q rows
+        of the buffers. Their fresh keys/values replace those rows (a static slice and
+        concat: a decoder keeps its sequences in an order where the tokens it processes
+        are a suffix), the queries attend over all T rows, and the updated buffers
+        [B, H, T, w] are returned. Buffers of another width w' are sliced to w, or
+        zero-padded when a plan changes the factor without refreshing them.
+        """
         if x.shape[-1] != self.hidden_size:
             raise ValueError(f"{self.name}: expected inputs with {self.hidden_size} features, "
                              f"got shape {tuple(x.shape)}")
-        q = self.query(x, factor=factor)
-        k = self.key(x, factor=factor)
-        v = self.value(x, factor=factor)
+        heads, width = weights.num_heads, weights.width
+        queries = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+        qkv = tf.matmul(flatten_rows(x), weights.qkv_kernel) + weights.qkv_bias
+        qkv = tf.transpose(tf.reshape(qkv, [-1, queries, 3, heads, width]), [2, 0, 3, 1, 4])
+        query, key, value = qkv[0], qkv[1], qkv[2]  # [B, H, Q, w]
         if kv_cache is not None:
-            if query_positions is None:
-                raise ValueError(f"{self.name}: kv_cache needs query_positions [B, Q]")
-            k = scatter_positions(_narrow(kv_cache[0], width, self.name), query_positions, k)
-            v = scatter_positions(_narrow(kv_cache[1], width, self.name), query_positions, v)
-        elif query_positions is not None:
-            raise ValueError(f"{self.name}: query_positions given without kv_cache")
-        scores = tf.einsum("bqhd,bthd->bhqt", q, k) * (1.0 / math.sqrt(width))
-        probs = tf.nn.softmax(scores, axis=-1)
-        probs = self.dropout(probs, training=training)
-        context = tf.einsum("bhqt,bthd->bqhd", probs, v)
-        return self.output_dense(context, factor=factor), (k, v)
+            old_key, old_value = (fit_width(buffer, width) for buffer in kv_cache)
+            prefix = _cached_rows(old_key, x, self.name)
+            key = tf.concat([old_key[:, :, :prefix], key], axis=2)
+            value = tf.concat([old_value[:, :, :prefix], value], axis=2)
+        # Softmax normalised after the value matmul: one pass less over [Q, T]. Dropout
+        # of the unnormalised weights equals dropout of the probabilities (it is linear).
+        scores = tf.matmul(query, key, transpose_b=True)
+        probs = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
+        context = tf.matmul(self.dropout(probs, training=training), value) * tf.math.reciprocal(
+            tf.reduce_sum(probs, axis=-1, keepdims=True))
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, heads * width])
+        output = tf.matmul(context, weights.out_kernel) + weights.out_bias
+        return unflatten_rows(output, x), (key, value)
 
     def get_config(self):
         config = super().get_config()
@@ -83,17 +131,23 @@ class NestedSelfAttention(keras.layers.Layer):
         return config
 
 
-def _narrow(buffer, width, name):
-    if buffer.shape[-1] is not None and buffer.shape[-1] < width:
-        raise ValueError(f"{name}: kv_cache head dim {buffer.shape[-1]} is smaller than the "
-                         f"sub-model's {width}")
-    return buffer[..., :width]
+def fit_width(buffer, width):
+    """A key/value buffer [B, H, T, w'] at width w: sliced, or zero-padded if w' < w."""
+    have = buffer.shape[-1]
+    if have == width:
+        return buffer
+    if have > width:
+        return buffer[..., :width]
+    return tf.pad(buffer, [[0, 0], [0, 0], [0, 0], [0, width - have]])
 
 
-def scatter_positions(buffer, positions, updates):
-    """buffer [B, T, ...] with updates [B, Q, ...] written at positions [B, Q]."""
-    positions = tf.cast(positions, tf.int32)
-    batch = tf.shape(positions)[0]
-    rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(positions))
-    indices = tf.stack([rows, positions], axis=-1)
-    return tf.tensor_scatter_nd_update(buffer, indices, tf.cast(updates, buffer.dtype))
+def _cached_rows(buffer, x, name):
+    """Rows of a [B, H, T, w] buffer that the Q queries x [B, Q, d] do not replace."""
+    total, queries = buffer.shape[2], x.shape[1]
+    if total is None or queries is None:
+        raise ValueError(f"{name}: kv_cache needs static sequence lengths, got buffers of "
+                         f"shape {tuple(buffer.shape)} and inputs {tuple(x.shape)}")
+    if total < queries:
+        raise ValueError(f"{name}: kv_cache holds {total} rows, fewer than the {queries} "
+                         f"query tokens")
+    return total - queries

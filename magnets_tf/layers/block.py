@@ -1,11 +1,33 @@
 """MaskGIT (post-LN BERT) transformer block built from nested attention and MLP."""
-import keras
+from typing import NamedTuple
 
-from magnets_tf.layers.attention import NestedSelfAttention
-from magnets_tf.layers.mlp import NestedMLP
-from magnets_tf.layers.nested import DEFAULT_FACTORS
+import keras
+import tensorflow as tf
+
+from magnets_tf.layers.attention import AttentionWeights, NestedSelfAttention
+from magnets_tf.layers.mlp import MLPWeights, NestedMLP
+from magnets_tf.layers.nested import DEFAULT_FACTORS, flatten_rows, unflatten_rows
 
 LAYER_NORM_EPSILON = 1e-12
+
+
+class LayerNorm(keras.layers.LayerNormalization):
+    """LayerNorm over the last axis: (x - mean) * rsqrt(var + eps) * gamma + beta.
+
+    keras' layer (same gamma/beta weights and config) with the formula written out, so
+    that every pass of the model (training, cached decoding) runs the same ops."""
+
+    def call(self, x):
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        centered = x - mean
+        var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
+        return centered * tf.math.rsqrt(var + self.epsilon) * self.gamma + self.beta
+
+
+class BlockWeights(NamedTuple):
+    """Sub-model p's weights of one block (see `NestedTransformerBlock.fused_weights`)."""
+    attention: AttentionWeights
+    mlp: MLPWeights
 
 
 class NestedTransformerBlock(keras.layers.Layer):
@@ -26,10 +48,8 @@ class NestedTransformerBlock(keras.layers.Layer):
         self.factors = self.attention.factors
         self.head_dim = self.attention.head_dim
         self.mlp = NestedMLP(hidden_size, mlp_dim, factors=self.factors, name="mlp")
-        self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, name="attention_norm")
-        self.mlp_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                        name="mlp_norm")
+        self.attention_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="attention_norm")
+        self.mlp_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="mlp_norm")
         self.dropout = keras.layers.Dropout(self.dropout_rate)
 
     def build(self, input_shape=None):
@@ -40,13 +60,30 @@ class NestedTransformerBlock(keras.layers.Layer):
         self.mlp_norm.build(shape)
         self.built = True
 
-    def call(self, x, factor=1, kv_cache=None, query_positions=None, training=False):
-        """Returns (hidden [B, Q, d], (k, v)); see `NestedSelfAttention.call`."""
-        attended, kv = self.attention(x, factor=factor, kv_cache=kv_cache,
-                                      query_positions=query_positions, training=training)
-        x = self.attention_norm(x + self.dropout(attended, training=training))
-        x = self.mlp_norm(x + self.dropout(self.mlp(x, factor=factor), training=training))
-        return x, kv
+    def fused_weights(self, factor):
+        """`BlockWeights` of sub-model `factor` (fused attention, sliced MLP)."""
+        return BlockWeights(self.attention.fused_weights(factor),
+                            self.mlp.sliced_weights(factor))
+
+    def call(self, x, factor=1, training=False):
+        """x [B, T, d] -> [B, T, d] through sub-model `factor`."""
+        return self.call_with_cache(x, self.fused_weights(factor), training=training)[0]
+
+    def call_with_cache(self, x, weights, kv_cache=None, training=False):
+        """The block on tokens x [B, Q, d] with `weights` -> (hidden [B, Q, d], (k, v)).
+
+        kv_cache and the returned key/value buffers [B, H, T, w] are those of
+        `NestedSelfAttention.call_with_cache`: with buffers, x holds their last Q rows."""
+        attended, kv = self.attention.call_with_cache(x, weights.attention, kv_cache,
+                                                      training=training)
+        h = flatten_rows(x)
+        h = self.attention_norm(h + self.dropout(flatten_rows(attended), training=training))
+        mlp_out = self.mlp.unbiased_rows(h, weights.mlp)
+        if training and self.dropout_rate:
+            h = h + self.dropout(mlp_out + weights.mlp.out_bias, training=training)
+        else:
+            h = h + mlp_out + weights.mlp.out_bias
+        return unflatten_rows(self.mlp_norm(h), x), kv
 
     def get_config(self):
         config = super().get_config()

@@ -32,6 +32,19 @@ def validate_factors(factors, **dims):
     return factors
 
 
+def flatten_rows(x):
+    """x [..., n] as a matrix [R, n] (R = product of the leading dims)."""
+    return tf.reshape(x, [-1, x.shape[-1]])
+
+
+def unflatten_rows(matrix, like):
+    """matrix [R, n] back to `like`'s leading dims: [..., n] (static where they are)."""
+    lead = like.shape[:-1]
+    if lead.is_fully_defined():
+        return tf.reshape(matrix, lead.as_list() + [matrix.shape[-1]])
+    return tf.reshape(matrix, tf.concat([tf.shape(like)[:-1], tf.shape(matrix)[-1:]], axis=0))
+
+
 def nested_width(dim, factor, factors):
     """Width of a `dim`-wide axis in sub-model `factor`; ValueError if not configured."""
     if factor not in factors:

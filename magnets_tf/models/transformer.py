@@ -7,10 +7,10 @@ Vocabulary layout: [0, codebook) codes | classes | null class (CFG) | mask.
 import keras
 import tensorflow as tf
 
-from magnets_tf.layers.block import LAYER_NORM_EPSILON, NestedTransformerBlock
+from magnets_tf.layers.block import LAYER_NORM_EPSILON, LayerNorm, NestedTransformerBlock
 from magnets_tf.layers.mlp import gelu_tanh
-from magnets_tf.layers.nested import DEFAULT_FACTORS, nested_width, validate_factors
-
+from magnets_tf.layers.nested import (DEFAULT_FACTORS, flatten_rows, nested_width,
+                                      unflatten_rows, validate_factors)
 
 
 def _init():
@@ -60,8 +60,7 @@ class MaskGitTransformer(keras.Model):
         self.token_embedding = keras.layers.Embedding(
             self.vocab_size, self.hidden_size, embeddings_initializer=_init(),
             name="token_embedding")
-        self.embedding_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                              name="embedding_norm")
+        self.embedding_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="embedding_norm")
         self.embedding_dropout = keras.layers.Dropout(self.dropout_rate)
         self.blocks = [
             NestedTransformerBlock(self.hidden_size, self.num_heads, self.mlp_dim,
@@ -71,8 +70,7 @@ class MaskGitTransformer(keras.Model):
             for i in range(self.num_layers)]
         self.head_dense = keras.layers.Dense(self.hidden_size, kernel_initializer=_init(),
                                              name="head_dense")
-        self.head_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                         name="head_norm")
+        self.head_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="head_norm")
 
     # Vocabulary and sequence layout.
     @property
@@ -117,51 +115,68 @@ class MaskGitTransformer(keras.Model):
         self.built = True
 
     def embed(self, token_ids, positions=None, training=False):
-        """Token + position embedding (then LN, dropout) of ids at positions [B, Q]."""
+        """Token + position embedding (then LN, dropout) of ids [B, Q] at positions [B, Q]
+        (default: positions 0..Q-1)."""
+        x = tf.gather(self.token_embedding.embeddings, token_ids)
         if positions is None:
-            pos = self.position_embedding[: tf.shape(token_ids)[1]][None]
+            x = x + self.position_embedding[: tf.shape(token_ids)[1]][None]
         else:
-            pos = tf.gather(self.position_embedding, tf.cast(positions, tf.int32))
-        x = self.token_embedding(token_ids) + tf.cast(pos, self.compute_dtype)
+            x = x + tf.gather(self.position_embedding, positions)
         return self.embedding_dropout(self.embedding_norm(x), training=training)
 
-    def forward(self, token_ids, factor=1, positions=None, kv_caches=None, training=False):
-        """Runs the blocks of sub-model `factor` on tokens at `positions`.
+    def fused_weights(self, factor):
+        """Per-block `BlockWeights` of sub-model `factor`, for `call_with_cache`.
 
-        Returns (hidden [B, Q, d], [(k, v) per layer]); with `kv_caches` the tokens'
-        fresh K/V are written into the per-layer buffers at `positions` (see
-        `NestedSelfAttention`). Without positions the tokens are positions 0..Q-1.
-        """
+        Slicing and fusing the kernels costs a pass over the weights: a decoder builds
+        them once per factor and reuses them at every step of that factor."""
         if not self.built:
             self.build()
         nested_width(self.head_dim, factor, self.factors)
-        if kv_caches is not None and len(kv_caches) != self.num_layers:
-            raise ValueError(f"kv_caches has {len(kv_caches)} entries, expected one per layer "
-                             f"({self.num_layers})")
-        if kv_caches is not None and positions is None:
-            raise ValueError("kv_caches needs positions [B, Q] of the processed tokens")
+        return tuple(block.fused_weights(factor) for block in self.blocks)
+
+    def call_with_cache(self, token_ids, weights, positions=None, kv_caches=None,
+                        training=False):
+        """The blocks of one sub-model (`weights` = `fused_weights(p)`) on tokens [B, Q].
+
+        positions [B, Q]: where in the sequence each token sits (default 0..Q-1).
+        kv_caches None: the tokens are the whole sequence, in any order; returns (hidden
+        [B, Q, d], [(k, v)] per layer) with their keys/values [B, H, Q, w].
+        kv_caches [(k, v)] per layer, [B, H, T, w']: the tokens are the last Q rows of
+        the buffers, whose fresh keys/values replace those rows while the queries attend
+        over all T (`NestedSelfAttention.call_with_cache`); returns the updated buffers.
+        """
+        if len(weights) != self.num_layers:
+            raise ValueError(f"weights hold {len(weights)} blocks, expected one per layer "
+                             f"({self.num_layers}): pass fused_weights(factor)")
+        if kv_caches is not None:
+            if len(kv_caches) != self.num_layers:
+                raise ValueError(f"kv_caches has {len(kv_caches)} entries, expected one per "
+                                 f"layer ({self.num_layers})")
+            if positions is None:
+                raise ValueError("kv_caches needs positions [B, Q] of the processed tokens")
         x = self.embed(token_ids, positions, training=training)
         new_caches = []
-        for i, block in enumerate(self.blocks):
-            cache = None if kv_caches is None else kv_caches[i]
-            x, kv = block(x, factor=factor, kv_cache=cache,
-                          query_positions=positions if cache is not None else None,
-                          training=training)
+        for i, (block, block_weights) in enumerate(zip(self.blocks, weights)):
+            x, kv = block.call_with_cache(x, block_weights,
+                                          None if kv_caches is None else kv_caches[i],
+                                          training=training)
             new_caches.append(kv)
         return x, new_caches
 
     def logits(self, hidden):
-        """MLM head tied to the code embeddings: logits over the codebook only."""
-        x = self.head_norm(gelu_tanh(self.head_dense(hidden)))
-        codes = tf.cast(self.token_embedding.embeddings[: self.codebook_size], x.dtype)
-        return tf.matmul(x, codes, transpose_b=True) + tf.cast(self.head_bias, x.dtype)
+        """MLM head on hidden [..., d] -> logits [..., codebook_size] (tied embeddings)."""
+        x = flatten_rows(hidden)
+        x = self.head_norm(gelu_tanh(tf.matmul(x, self.head_dense.kernel) + self.head_dense.bias))
+        codes = self.token_embedding.embeddings[: self.codebook_size]
+        return unflatten_rows(tf.matmul(x, codes, transpose_b=True) + self.head_bias, hidden)
 
     def call(self, token_ids, factor=1, training=False):
         """token_ids [B, 1+N] -> logits [B, N, codebook_size] of the grid tokens."""
         if token_ids.shape[-1] is not None and token_ids.shape[-1] != self.sequence_length:
             raise ValueError(f"expected token_ids of length 1+num_tokens={self.sequence_length}, "
                              f"got shape {tuple(token_ids.shape)}")
-        hidden, _ = self.forward(token_ids, factor, training=training)
+        hidden, _ = self.call_with_cache(token_ids, self.fused_weights(factor),
+                                         training=training)
         return self.logits(hidden[:, 1:])
 
     def num_params(self, factor=1):

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from magnets_tf.training import preview
 from magnets_tf.utils import images as images_lib
 
 
@@ -127,39 +128,49 @@ class CheckpointSaver(keras.callbacks.Callback):
 class SampleGrids(keras.callbacks.Callback):
     """Every `every` steps: samples from each nested sub-model to TensorBoard and PNGs.
 
-    decode_fn(tokens [B, N]) -> images [B, H, W, C] in [0, 1] (the tokenizer); without it
-    token-id maps are shown.
+    Sub-model p decodes alone with `preview.preview_decoder` (the production decoder on
+    a one-factor plan of `num_steps` steps; one decoder per factor, built at first use).
+    decode_fn(tokens [B, h, w]) -> images [B, H, W, C] in [0, 1] (the tokenizer); without
+    it token-id maps are shown.
     """
 
-    def __init__(self, sampler, writer, every, out_dir, factors, class_ids, grid_shape,
-                 decode_fn=None, seed=0):
+    def __init__(self, transformer, writer, every, out_dir, factors, class_ids, grid_shape,
+                 num_steps=8, decode_fn=None, seed=0):
         super().__init__()
+        self.transformer = transformer
         self.grid_shape = tuple(grid_shape)
-        self.sampler = sampler
         self.writer = writer
         self.every = int(every)
         self.out_dir = out_dir
         self.factors = tuple(factors)
         self.class_ids = np.asarray(class_ids, np.int32)
+        self.num_steps = int(num_steps)
         self.decode_fn = decode_fn
         self.seed = int(seed)
+        self._decoders = {}
 
     def on_train_batch_end(self, step, logs=None):
         if not self.every or step % self.every:
             return
         self.write(step)
 
+    def sample(self, factor):
+        """Grid tokens int32 [B, N] of sub-model `factor` for `class_ids` (fixed seed)."""
+        if factor not in self._decoders:
+            self._decoders[factor] = preview.preview_decoder(
+                self.transformer, factor, len(self.class_ids), self.num_steps)
+        return self._decoders[factor].generate(self.class_ids, [self.seed, 0])
+
     def write(self, step):
-        model = self.sampler.transformer
         grid_shape = self.grid_shape
         for factor in self.factors:
-            tokens = self.sampler.sample(self.class_ids, factor=factor, seed=self.seed).numpy()
+            tokens = self.sample(factor)
             if self.decode_fn is not None:
                 images = np.asarray(self.decode_fn(tokens.reshape(-1, *grid_shape)))
                 tag = f"samples/p{factor}"
             else:
                 images = images_lib.token_images(tokens.reshape(-1, *grid_shape),
-                                                 model.codebook_size)
+                                                 self.transformer.codebook_size)
                 tag = f"sample_tokens/p{factor}"
             grid = images_lib.image_grid(images, gap=1)
             with self.writer.as_default(step=step):

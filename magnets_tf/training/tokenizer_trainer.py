@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from magnets_tf.models.discriminator import PatchDiscriminator
-from magnets_tf.models.saving import load_tokenizer, save_tokenizer  # noqa: F401 (re-export)
+from magnets_tf.models.saving import save_tokenizer
 from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
 from magnets_tf.training import loop

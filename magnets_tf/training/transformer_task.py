@@ -18,7 +18,7 @@ from absl import logging
 from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import loop, preview, trainer as trainer_lib
+from magnets_tf.training import loop, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
 from magnets_tf.training.token_data import TokenShards
 
@@ -110,10 +110,9 @@ class TransformerTask(loop.TrainTask):
         class_ids = (np.arange(self.num_samples) % num_classes if num_classes
                      else np.full(self.num_samples, transformer.null_class_id))
         return [callbacks_lib.SampleGrids(
-            preview.PreviewSampler(transformer, num_steps=min(self.sample_steps,
-                                                              transformer.num_tokens)),
-            writer, self.sample_every, os.path.join(model_dir, "samples"),
+            transformer, writer, self.sample_every, os.path.join(model_dir, "samples"),
             self.trainer.factors, class_ids, self.tokens.grid,
+            num_steps=min(self.sample_steps, transformer.num_tokens),
             decode_fn=_tokenizer_decode_fn(self.tokens.tokenizer_dir), seed=self.seed)]
 
 

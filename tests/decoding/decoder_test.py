@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magnets_tf.decoding import sampling
 from magnets_tf.decoding.decoder import Decoder, box_keep_mask, editing_plan
 from magnets_tf.decoding.schedule import make_plan
 from magnets_tf.evaluation import flops
 from magnets_tf.models.presets import build_transformer
+from tests.decoding.reference_decode import reference_decode
 
 N, K, B = 16, 6, 3
 SCHEDULE = "8:2,4:1,2:1,1:2"
@@ -27,52 +27,6 @@ def _plan(**kw):
     base = dict(num_tokens=N, num_steps=K, model_schedule=SCHEDULE)
     base.update(kw)
     return make_plan(**base)
-
-
-def reference_decode(model, plan, class_ids, tokens, keep):
-    """Greedy natural-order decode through the foundation API (model.forward with K/V
-    buffers scattered at positions): the contract of DESIGN.md section 4, written plainly."""
-    mask = model.mask_token_id
-    grid = tf.where(keep, tokens, mask)
-    masked = tf.logical_not(keep)
-    prev_masked, caches = None, {"cond": None, "uncond": None}
-    null = tf.fill([B], model.null_class_id)
-    uncond_full = plan.uncond_refresh_steps()
-
-    def branch(name, classes, full, k):
-        seq = model.input_ids(grid, classes)
-        p = plan.factors[k]
-        if full:
-            hidden, caches[name] = model.forward(seq, factor=p)
-            positions = tf.tile(tf.range(N + 1)[None], [B, 1])
-        else:
-            count = plan.masked_in[k - 1]
-            positions = tf.argsort(tf.cast(tf.logical_not(prev_masked), tf.int32), axis=1,
-                                   stable=True)[:, :count] + 1
-            ids = tf.gather(seq, positions, batch_dims=1)
-            hidden, caches[name] = model.forward(ids, factor=p, positions=positions,
-                                                 kv_caches=caches[name])
-        # Buffers at full head dim (zeros beyond what was written), as DESIGN.md holds them.
-        dh = model.head_dim
-        caches[name] = [tuple(tf.pad(c, [[0, 0], [0, 0], [0, 0], [0, dh - c.shape[-1]]])
-                              for c in kv) for kv in caches[name]]
-        logits = model.logits(hidden)
-        # Scatter to the natural grid order [B, N, V].
-        rows = tf.broadcast_to(tf.range(B)[:, None], positions.shape)
-        out = tf.scatter_nd(tf.stack([rows, positions], -1), logits,
-                            [B, N + 1, model.codebook_size])
-        return out[:, 1:]
-
-    for k in range(plan.num_steps):
-        logits = branch("cond", class_ids, plan.refresh_steps[k], k)
-        if plan.guided[k]:
-            u = branch("uncond", null, uncond_full[k], k)
-            logits = sampling.guided_logits(logits, u, plan.guidance_weight(k))
-        ids, log_p = sampling.sample_tokens(logits, 0.0, None)
-        new_masked = sampling.still_masked(log_p, masked, plan.masked_out[k], 0.0, None)
-        grid = tf.where(tf.logical_and(masked, tf.logical_not(new_masked)), ids, grid)
-        prev_masked, masked = masked, new_masked
-    return grid.numpy()
 
 
 CLASSES = np.array([1, 4, 7], np.int32)
@@ -97,6 +51,7 @@ def test_cached_decoder_matches_foundation_kv_cache_reference(model, refresh):
     tokens = Decoder(model, plan, B, jit_compile=False).generate(CLASSES, [0, 0])
     want = reference_decode(model, plan, CLASSES, tf.zeros([B, N], tf.int32),
                             tf.zeros([B, N], bool))
+    assert not plan.refresh_steps[-1]  # the reference's cached path is exercised
     np.testing.assert_array_equal(tokens, want)
 
 

@@ -77,22 +77,49 @@ def test_parameter_counts_fall_near_linearly():
 
 
 @pytest.mark.parametrize("p", [1, 2])
-def test_cached_forward_of_subset_equals_full_forward(p):
+def test_cached_call_on_a_suffix_equals_the_full_call(p):
     model = _model()
     ids = _tokens(model)
-    hidden, caches = model.forward(ids, factor=p)
-    positions = tf.constant([[0, 3, 9, 16], [2, 5, 6, 7], [1, 10, 11, 12]])
-    sub_ids = tf.gather(ids, positions, batch_dims=1)
-    garbage = [(tf.random.normal(k.shape), tf.random.normal(v.shape)) for k, v in caches]
-    onehot = tf.reduce_sum(tf.one_hot(positions, TOKENS + 1), 1)[..., None, None] > 0
-    buffers = [(tf.where(onehot, gk, k), tf.where(onehot, gv, v))
-               for (k, v), (gk, gv) in zip(caches, garbage)]
-    sub_hidden, new_caches = model.forward(sub_ids, factor=p, positions=positions,
-                                           kv_caches=buffers)
-    np.testing.assert_allclose(sub_hidden.numpy(),
-                               tf.gather(hidden, positions, batch_dims=1).numpy(), atol=2e-5)
+    # Any order of the positions (here reversed for one row, shuffled for another):
+    # the decoder holds its sequences permuted so that processed tokens are a suffix.
+    rng = np.random.RandomState(3)
+    order = tf.constant(np.stack([np.arange(TOKENS + 1), np.arange(TOKENS + 1)[::-1],
+                                  rng.permutation(TOKENS + 1)]), tf.int32)
+    ordered = tf.gather(ids, order, batch_dims=1)
+    weights = model.fused_weights(p)
+    hidden, caches = model.call_with_cache(ordered, weights, positions=order)
+    # Permuting the tokens permutes the hidden states: equal to the plain call's rows.
+    natural, _ = model.call_with_cache(ids, weights)
+    np.testing.assert_allclose(hidden.numpy(), tf.gather(natural, order, batch_dims=1).numpy(),
+                               atol=2e-5)
+    # Last 5 rows processed again against buffers holding garbage in those rows.
+    q = 5
+    keep_row = tf.range(TOKENS + 1)[None, None, :, None] < TOKENS + 1 - q
+    buffers = [(tf.where(keep_row, k, tf.random.normal(k.shape)),
+                tf.where(keep_row, v, tf.random.normal(v.shape))) for k, v in caches]
+    sub_hidden, new_caches = model.call_with_cache(ordered[:, -q:], weights,
+                                                   positions=order[:, -q:], kv_caches=buffers)
+    np.testing.assert_allclose(sub_hidden.numpy(), hidden[:, -q:].numpy(), atol=2e-5)
     for (k, v), (k2, v2) in zip(caches, new_caches):
         np.testing.assert_allclose(k2.numpy(), k.numpy(), atol=2e-5)
+        np.testing.assert_allclose(v2.numpy(), v.numpy(), atol=2e-5)
+    # The MLM head on selected rows equals the call's logits of those grid tokens.
+    np.testing.assert_allclose(model.logits(natural[:, 1:]).numpy(),
+                               model(ids, factor=p).numpy(), atol=1e-6)
+    np.testing.assert_allclose(model.logits(natural[:, 3:7]).numpy(),
+                               model(ids, factor=p)[:, 2:6].numpy(), atol=2e-5)
+
+
+def test_fused_weights_are_per_block_and_per_factor():
+    model = _model()
+    weights = model.fused_weights(4)
+    assert len(weights) == model.num_layers
+    width = model.head_dim // 4
+    for block, w in zip(model.blocks, weights):
+        assert w.attention.width == width
+        assert w.attention.qkv_kernel.shape == (model.hidden_size, 3 * model.num_heads * width)
+        np.testing.assert_array_equal(w.mlp.in_kernel.numpy(),
+                                      block.mlp.intermediate.kernel.numpy()[:, :model.mlp_dim // 4])
 
 
 def test_vocabulary_layout():
@@ -125,7 +152,15 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="not one of the configured factors"):
         model(_tokens(model), factor=16)
     with pytest.raises(ValueError, match="one per layer"):
-        model.forward(_tokens(model), positions=tf.zeros([3, 17], tf.int32), kv_caches=[])
+        model.call_with_cache(_tokens(model), model.fused_weights(1),
+                              positions=tf.zeros([3, 17], tf.int32), kv_caches=[])
+    with pytest.raises(ValueError, match="fused_weights"):
+        model.call_with_cache(_tokens(model), model.fused_weights(1)[:1])
+    with pytest.raises(ValueError, match="needs positions"):
+        model.call_with_cache(_tokens(model), model.fused_weights(1),
+                              kv_caches=[None] * model.num_layers)
+    with pytest.raises(ValueError, match="not one of the configured factors"):
+        model.fused_weights(3)
 
 
 def test_config_round_trip_and_weights_transfer():
