@@ -15,7 +15,7 @@ def _model(**kwargs):
 
 
 def _slice_by_contract(path, value, p):
-    """DESIGN.md section 4, written independently of the layers' own slicing."""
+    """docs/design.md "Nesting", written independently of the layers' own slicing."""
     if path.endswith(("query/kernel", "key/kernel", "value/kernel", "query/bias", "key/bias",
                       "value/bias")):
         return value[..., : value.shape[-1] // p]
