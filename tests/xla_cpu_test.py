@@ -1,4 +1,5 @@
 """Tests for magnets_tf.xla_cpu: when the tools ask XLA for 512-bit vectors."""
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,11 @@ def test_decoding_tools_ask_for_it_first_thing_in_main(tool):
     """Before any XLA compile (XLA reads its flags once); tests/tools/benchmark_test.py
     checks the effect end to end."""
     source = (ROOT / "tools" / f"{tool}.py").read_text()
-    main = source[source.index("def main("):].split("\n\n\n")[0]
-    assert "xla_cpu.prefer_host_vector_width()" in main.splitlines()[3], tool
+    main = ast.parse(source).body
+    main = next(node for node in main if isinstance(node, ast.FunctionDef) and node.name == "main")
+    body = [node for node in main.body
+            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    assert "xla_cpu.prefer_host_vector_width()" in ast.unparse(body[0]), tool
 
 
 def test_flag_takes_effect_when_set_after_tensorflow_import(tmp_path):
