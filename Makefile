@@ -9,8 +9,12 @@ export TF_CPP_MIN_LOG_LEVEL = 2
 setup:
 	bash scripts/setup.sh
 
-# CI (.ci/run): the pytest suite, then the Bazel build and a few Bazel test packages.
-test: pytest bazel-ci
+# CI (.ci/run): the pytest suite except the packages Bazel tests, then the Bazel build and
+# the layers and decoding tests under Bazel (each test runs once).
+BAZEL_CI_TESTS = tests/layers tests/decoding
+test: setup
+	$(PYTHON) -m pytest -q -n 2 $(addprefix --ignore=,$(BAZEL_CI_TESTS)) tests
+	$(MAKE) -o setup bazel-ci
 
 pytest: setup
 	$(PYTHON) -m pytest -q -n 2 tests
@@ -19,7 +23,7 @@ pytest: setup
 bazel-ci: setup
 	@command -v $(BAZEL) >/dev/null || { echo "bazel not found: run 'make setup' as root" \
 	  "(Debian bazel-bootstrap), or 'make pytest' for the pytest suite only" >&2; exit 1; }
-	$(BAZEL) build //... && $(BAZEL) test //tests/layers/... //tests/decoding/...; \
+	$(BAZEL) build //... && $(BAZEL) test $(addsuffix /...,$(addprefix //,$(BAZEL_CI_TESTS))); \
 	  status=$$?; $(BAZEL) shutdown; exit $$status
 
 # Every test file under Bazel, each in its own sandbox (much slower than `make pytest`).
