@@ -54,10 +54,11 @@ def main():
 
     gin_flags.parse_gin_flags()
     # Flags override gin; bound through gin so operative_config.gin records them.
-    if FLAGS.steps_per_loop is not None:
-        gin.bind_parameter("train.steps_per_loop", FLAGS.steps_per_loop)
-    if FLAGS.jit_compile is not None:
-        gin.bind_parameter("train.jit_compile", FLAGS.jit_compile)
+    with gin.unlock_config():
+        if FLAGS.steps_per_loop is not None:
+            gin.bind_parameter("train.steps_per_loop", FLAGS.steps_per_loop)
+        if FLAGS.jit_compile is not None:
+            gin.bind_parameter("train.jit_compile", FLAGS.jit_compile)
     try:
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together

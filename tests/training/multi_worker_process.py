@@ -5,9 +5,10 @@ python tests/training/multi_worker_process.py STRATEGY MODEL_DIR TOKENS_DIR STEP
 STRATEGY is `multi_worker` (the cluster comes from TF_CONFIG; this process is one worker
 with one CPU) or `mirrored` (one process over two logical CPUs). Trains the tiny
 transformer (1 layer, dropout 0.1) as `transformer_task.train` does (a `TransformerTask`
-on token shards through `loop.run`) with a global batch of 8, a checkpoint every 2 steps, then writes this process's transformer weights to
-WEIGHTS_OUT (.npz, keyed by variable path): the non-chief worker writes nothing into
-MODEL_DIR, so this is how the test sees its weights. Each step sleeps THROTTLE seconds
+on token shards through `loop.run`) with a global batch of 8 and a checkpoint every 2
+steps, then writes this process's transformer weights to WEIGHTS_OUT (.npz, keyed by
+variable path): the non-chief worker writes nothing into MODEL_DIR, so this is how the
+test sees its weights. Each step sleeps THROTTLE seconds
 (environment, default 0) after its update so the test can kill a worker between
 checkpoints; the sleep does not touch the weights.
 """

@@ -13,21 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from magnets_tf.data import tokenized
 from tests.resume_helpers import latest_checkpoint_step
 
 PROCESS = Path(__file__).resolve().parent / "multi_worker_process.py"
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 600
-
-
-@pytest.fixture
-def tokens_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    tokenized.write_token_shards(
-        str(tmp_path / "tokens"), [(rng.integers(0, 16, (64, 2, 2)), rng.integers(0, 10, 64))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2)
-    return str(tmp_path / "tokens")
 
 
 def _free_ports(count):

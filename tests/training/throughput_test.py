@@ -1,10 +1,8 @@
 """Throughput measurements: interleaved loop sizes on one train function, pipeline rate."""
 import gin
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from magnets_tf.data import tokenized
 from magnets_tf.training import throughput
 from magnets_tf.training.token_data import TokenShards
 from magnets_tf.training.transformer_task import TransformerTask
@@ -15,16 +13,11 @@ def test_summarize_gives_median_and_spread():
                                                          values=[3.0, 1.0, 2.0])
 
 
-def test_measure_reports_every_loop_size_and_the_pipeline_headroom(tmp_path):
+def test_measure_reports_every_loop_size_and_the_pipeline_headroom(tokens_dir):
     gin.clear_config()
     gin.bind_parameter("build_transformer.preset", "tiny")
     gin.bind_parameter("build_transformer.num_layers", 1)
-    rng = np.random.default_rng(0)
-    tokenized.write_token_shards(
-        str(tmp_path), [(rng.integers(0, 16, (64, 2, 2)), rng.integers(0, 10, 64))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2,
-        overwrite=True)
-    task = TransformerTask(TokenShards(str(tmp_path)), 8, seed=0)
+    task = TransformerTask(TokenShards(tokens_dir), 8, seed=0)
     try:
         report = throughput.measure(task, tf.distribute.get_strategy(), steps=4,
                                     loop_sizes=(1, 2), repeats=2, pipeline_batches=3)

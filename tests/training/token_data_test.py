@@ -72,7 +72,8 @@ def test_bad_arrays_and_batches_are_clear_errors():
         TokenArrays(tokens, labels + 3, 16, 3)
     with pytest.raises(ValueError, match="num_condition_tokens=6"):
         TokenArrays(tokens, labels, 16, 3, num_condition_tokens=6)
-    with pytest.raises(ValueError, match=r"batch_size=5 \(per input pipeline\) must be in \[1, 4\]"):
+    with pytest.raises(ValueError,
+                       match=r"batch_size=5 \(per input pipeline\) must be in \[1, 4\]"):
         TokenArrays(tokens, labels, 16, 3).dataset(5, seed=0)
 
 

@@ -19,15 +19,6 @@ def _train(model_dir, steps, tokens_dir, strategy=None, **kwargs):
                                   tokens_dir=tokens_dir, **kwargs)
 
 
-@pytest.fixture
-def tokens_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    tokenized.write_token_shards(
-        str(tmp_path / "tokens"), [(rng.integers(0, 16, (64, 2, 2)), rng.integers(0, 10, 64))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2)
-    return str(tmp_path / "tokens")
-
-
 @pytest.fixture(autouse=True)
 def tiny_gin():
     gin.clear_config()
