@@ -3,11 +3,16 @@ r"""Trains the nested MaGNeTS transformer (or the MaskGIT++ baseline) on token s
 python tools/train.py --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir=/tmp/magnets_tf/fm_magnets_tiny
 
 Restarting the same command resumes from the latest checkpoint in --model_dir.
+--steps_per_loop=N runs N steps per host sync; --jit_compile compiles the step with XLA
+(GPUs); --strategy=multi_worker reads the cluster from TF_CONFIG (run the same command on
+every worker, with a --model_dir they all see); --strategy=tpu --tpu=NAME (or local).
+See docs/training.md, "Training at scale".
 """
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gin  # noqa: E402
 from absl import flags  # noqa: E402
 
 from magnets_tf.cli import app, gin_flags  # noqa: E402
@@ -23,6 +28,12 @@ flags.DEFINE_integer("train_steps", None, "Total optimizer steps of the run (sch
                      "it; keep it fixed when resuming).", required=True)
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (local "
                      "mirrored runs); 0 leaves it alone.")
+flags.DEFINE_integer("steps_per_loop", None, "Train steps per host sync (one tf.function); "
+                     "checkpoints, summaries and the loss check run at loop boundaries. "
+                     "Unless given: gin train.steps_per_loop, else 1.")
+flags.DEFINE_bool("jit_compile", None, "XLA-compile the train step (GPUs; TPUStrategy "
+                  "compiles by itself). Unless given: gin train.jit_compile, else 'auto' "
+                  "(XLA only where GPUs are present).")
 flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
 
 FLAGS = flags.FLAGS
@@ -33,6 +44,8 @@ def main():
         raise app.UsageError("--gin_file is required (e.g. gin/fashion_mnist/magnets_tiny.gin)")
     if FLAGS.train_steps <= 0:
         raise app.UsageError(f"--train_steps must be positive, got {FLAGS.train_steps}")
+    if FLAGS.steps_per_loop is not None and FLAGS.steps_per_loop < 1:
+        raise app.UsageError(f"--steps_per_loop must be >= 1, got {FLAGS.steps_per_loop}")
 
     from magnets_tf.training import distribute
     if FLAGS.logical_cpus:  # before TF initialises its devices
@@ -40,6 +53,12 @@ def main():
     from magnets_tf.training import transformer_task
 
     gin_flags.parse_gin_flags()
+    # Flags override gin; bound through gin so operative_config.gin records them.
+    with gin.unlock_config():
+        if FLAGS.steps_per_loop is not None:
+            gin.bind_parameter("train.steps_per_loop", FLAGS.steps_per_loop)
+        if FLAGS.jit_compile is not None:
+            gin.bind_parameter("train.jit_compile", FLAGS.jit_compile)
     try:
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together

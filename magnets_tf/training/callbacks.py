@@ -1,7 +1,11 @@
 """Training callbacks (keras.callbacks.Callback API, driven by `loop.run`).
 
-`on_train_batch_end(step, logs)` receives the number of completed steps and the global
-(replica-reduced) logs of that step as Python floats.
+The loop calls `on_train_batch_end(step, logs)` at loop boundaries: after every
+`steps_per_loop` steps (and after the last step), with the number of completed steps and
+the global (replica-reduced) logs as Python floats: the means over the loop's steps.
+Periodic work (`LoopCallback.due`) happens at the first boundary at or after each
+multiple of its period, which is the multiple itself when the period is a multiple of
+steps_per_loop (the loop rounds its own periods so).
 """
 import os
 import re
@@ -23,7 +27,30 @@ class NonFiniteLossError(RuntimeError):
     """Loss or weights became NaN/Inf; the last good checkpoint was left untouched."""
 
 
-class ProgressLogger(keras.callbacks.Callback):
+class LoopCallback(keras.callbacks.Callback):
+    """A callback called at loop boundaries. Subclasses implement
+    `on_loop_end(step, logs)`; `previous_step` is the previous boundary (or the start
+    step) and `due(step, every)` tells whether a multiple of `every` was reached since."""
+
+    previous_step = 0
+
+    def on_train_begin(self, logs=None):
+        self.previous_step = int((logs or {}).get("start_step", 0))
+
+    def due(self, step, every):
+        return bool(every) and step // every > self.previous_step // every
+
+    def on_train_batch_end(self, step, logs=None):
+        try:
+            self.on_loop_end(step, logs or {})
+        finally:
+            self.previous_step = step
+
+    def on_loop_end(self, step, logs):
+        """Work at the boundary after `step` completed steps."""
+
+
+class ProgressLogger(LoopCallback):
     """tqdm progress bar plus an absl log line every `log_every` steps."""
 
     def __init__(self, total_steps, log_every=100, use_tqdm=True):
@@ -34,20 +61,20 @@ class ProgressLogger(keras.callbacks.Callback):
         self._bar = None
 
     def on_train_begin(self, logs=None):
-        start = int((logs or {}).get("start_step", 0))
+        super().on_train_begin(logs)
         if self.use_tqdm:
             from tqdm import tqdm
-            self._bar = tqdm(total=self.total_steps, initial=start, unit="step",
+            self._bar = tqdm(total=self.total_steps, initial=self.previous_step, unit="step",
                              dynamic_ncols=True)
 
-    def on_train_batch_end(self, step, logs=None):
-        logs = logs or {}
+    def on_loop_end(self, step, logs):
+        report = self.due(step, self.log_every) or step == self.total_steps
         if self._bar is not None:
-            self._bar.update(1)
-            if step % self.log_every == 0 or step == self.total_steps:
+            self._bar.update(step - self.previous_step)
+            if report:
                 self._bar.set_postfix({k: f"{logs[k]:.4g}" for k in ("loss", "alpha")
                                        if k in logs})
-        if step % self.log_every == 0 or step == self.total_steps:
+        if report:
             text = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
             logging.info("step %d/%d %s", step, self.total_steps, text)
 
@@ -56,10 +83,11 @@ class ProgressLogger(keras.callbacks.Callback):
             self._bar.close()
 
 
-class ScalarSummaries(keras.callbacks.Callback):
+class ScalarSummaries(LoopCallback):
     """TensorBoard scalars: every log (per-model ones "x_p<factor>" grouped under "x/"),
     the learning rate and throughput. learning_rate_fn(step) may return None;
-    examples/s needs `global_batch_size`."""
+    examples/s needs `global_batch_size`. With steps_per_loop > 1 the logs are the
+    means over the last loop."""
 
     def __init__(self, writer, log_every, learning_rate_fn, global_batch_size):
         super().__init__()
@@ -71,16 +99,17 @@ class ScalarSummaries(keras.callbacks.Callback):
         self.last_steps_per_second = None
 
     def on_train_begin(self, logs=None):
-        self._last = (int((logs or {}).get("start_step", 0)), time.perf_counter())
+        super().on_train_begin(logs)
+        self._last = (self.previous_step, time.perf_counter())
 
-    def on_train_batch_end(self, step, logs=None):
-        if step % self.log_every:
+    def on_loop_end(self, step, logs):
+        if not self.due(step, self.log_every):
             return
         now = time.perf_counter()
         last_step, last_time = self._last
         self._last = (step, now)
         with self.writer.as_default(step=step):
-            for key, value in (logs or {}).items():
+            for key, value in logs.items():
                 nested = _PER_MODEL.match(key)
                 tf.summary.scalar(f"{nested.group(1)}/{key}" if nested else key, value)
             learning_rate = self.learning_rate_fn(step)
@@ -96,7 +125,7 @@ class ScalarSummaries(keras.callbacks.Callback):
         self.writer.flush()
 
 
-class CheckpointSaver(keras.callbacks.Callback):
+class CheckpointSaver(LoopCallback):
     """Saves the training state every `every` steps and at the end; `on_save(step)` after.
 
     The loop raises on a non-finite loss before callbacks run, and before saving the
@@ -112,8 +141,8 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.total_steps = int(total_steps)
         self.on_save = on_save
 
-    def on_train_batch_end(self, step, logs=None):
-        if (self.every and step % self.every == 0) or step == self.total_steps:
+    def on_loop_end(self, step, logs):
+        if self.due(step, self.every) or step == self.total_steps:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights])
             if not bool(finite):
                 raise NonFiniteLossError(
@@ -125,7 +154,7 @@ class CheckpointSaver(keras.callbacks.Callback):
                 self.on_save(step)
 
 
-class SampleGrids(keras.callbacks.Callback):
+class SampleGrids(LoopCallback):
     """Every `every` steps: samples from each nested sub-model to TensorBoard and PNGs.
 
     Sub-model p decodes alone with `preview.preview_decoder` (the production decoder on
@@ -149,10 +178,9 @@ class SampleGrids(keras.callbacks.Callback):
         self.seed = int(seed)
         self._decoders = {}
 
-    def on_train_batch_end(self, step, logs=None):
-        if not self.every or step % self.every:
-            return
-        self.write(step)
+    def on_loop_end(self, step, logs):
+        if self.due(step, self.every):
+            self.write(step)
 
     def sample(self, factor):
         """Grid tokens int32 [B, N] of sub-model `factor` for `class_ids` (fixed seed)."""

@@ -18,10 +18,21 @@ functions of (seed, step), so a run killed with SIGKILL and restarted reaches th
 of an uninterrupted run. A non-finite loss (checked every step) or non-finite weights
 (checked before every save) stop the run without touching the last good checkpoint.
 
-Extension points (each in one place): the per-step function is built by
+Steps per loop: `steps_per_loop` steps run inside one tf.function
+(`distribute.make_train_function`) with their logs averaged on the device; the host
+syncs, checks the loss and runs the callbacks (checkpoints, summaries, progress,
+samples) only at loop boundaries, which are the multiples of steps_per_loop (and the
+last step). checkpoint_every and log_every are rounded up to multiples of it.
+
+Multi-worker: every worker restores the chief's latest checkpoint (model_dir must be
+shared) and checks that all restored the same step; only the chief writes model_dir
+(checkpoints, exports, TensorBoard, config, summary); the others save into temporary
+directories that are removed (`distribute.WorkerTempCheckpoints`).
+
+Extension points (each in one place): the loop function is built by
 `distribute.make_train_function` (steps per loop, XLA); `_restore` decides what a
 restart loads (fallbacks, config drift); `_check_finite` is the divergence guard; the
-callbacks list is where host-side work at step boundaries plugs in.
+callbacks list is where host-side work at loop boundaries plugs in.
 """
 import abc
 import math
@@ -31,6 +42,7 @@ import time
 import gin
 import keras
 import tensorflow as tf
+from absl import logging
 
 from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import distribute
@@ -133,11 +145,14 @@ def _restore(checkpoint, manager, task):
     return int(task.iterations.numpy())
 
 
-def _check_finite(logs, step, manager):
-    """Stops the run on a non-finite loss, naming the checkpoint left untouched."""
+def _check_finite(logs, step, manager, first_step=None):
+    """Stops the run on a non-finite loss, naming the checkpoint left untouched. With
+    steps per loop, `logs` are the means over steps first_step..step."""
     if not math.isfinite(logs["loss"]):
+        where = (f"at step {step}" if first_step in (None, step)
+                 else f"in steps {first_step}-{step}")
         raise NonFiniteLossError(
-            f"loss is {logs['loss']} at step {step}: training stopped. The last good "
+            f"loss is {logs['loss']} {where}: training stopped. The last good "
             f"checkpoint ({manager.latest_checkpoint or 'none'}) was not overwritten; "
             f"lower the learning rate or check the data, then restart to resume")
 
@@ -152,22 +167,55 @@ def _write_config_summaries(writer, operative_config, hparams):
     writer.flush()
 
 
+def loop_period(every, steps_per_loop, name):
+    """`every` rounded up to a multiple of steps_per_loop (periodic work runs at loop
+    boundaries), with a message when it changes; 0 (never) stays 0."""
+    every, steps_per_loop = int(every), int(steps_per_loop)
+    if every < 0:
+        raise ValueError(f"{name} must be >= 0, got {every}")
+    rounded = -(-every // steps_per_loop) * steps_per_loop
+    if rounded != every:
+        message = (f"{name}={every} is not a multiple of steps_per_loop={steps_per_loop}: "
+                   f"using {name}={rounded}")
+        print(message, flush=True)
+        logging.warning(message)
+    return rounded
+
+
+def loop_ends(start_step, train_steps, steps_per_loop):
+    """The loop boundaries after start_step: the multiples of steps_per_loop, then
+    train_steps (a resumed run realigns after a partial first loop)."""
+    if start_step >= train_steps:
+        return []
+    first = (start_step // steps_per_loop + 1) * steps_per_loop
+    return [*range(first, train_steps, steps_per_loop), train_steps]
+
+
 def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_checkpoints=3,
-        log_every=100, jit_compile="auto", progress=True, callbacks=()):
+        log_every=100, jit_compile="auto", progress=True, callbacks=(), steps_per_loop=1):
     """Trains `task` up to `train_steps` (resuming from `model_dir`); returns the summary.
 
     jit_compile: "auto" (`distribute.default_jit_compile`), True or False. Schedules span
-    `train_steps`: keep it fixed across restarts of one run. `callbacks` are extra
-    keras-style callbacks (`on_train_batch_end(step, logs)` with Python floats).
+    `train_steps`: keep it fixed across restarts of one run. steps_per_loop: steps per
+    host sync (callbacks, the loss check and checkpoints at loop boundaries; the weights
+    do not depend on it). `callbacks` are extra keras-style callbacks
+    (`on_train_batch_end(step, logs)` at loop boundaries, with Python floats).
     """
     train_steps = int(train_steps)
     if train_steps <= 0:
         raise ValueError(f"train_steps must be positive, got {train_steps}")
+    steps_per_loop = int(steps_per_loop)
+    if steps_per_loop < 1:
+        raise ValueError(f"steps_per_loop must be >= 1, got {steps_per_loop}")
+    checkpoint_every = loop_period(checkpoint_every, steps_per_loop, "checkpoint_every")
+    log_every = loop_period(log_every, steps_per_loop, "log_every")
     replicas = strategy.num_replicas_in_sync
     if task.global_batch_size is not None and task.global_batch_size % replicas:
         raise ValueError(f"batch_size={task.global_batch_size} is not divisible by the "
                          f"{replicas} replicas")
-    os.makedirs(model_dir, exist_ok=True)
+    chief = distribute.is_chief(strategy)
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
     if jit_compile == "auto":
         jit_compile = distribute.default_jit_compile(strategy)
 
@@ -178,38 +226,47 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
                                          max_to_keep=int(keep_checkpoints))
     start_step = _restore(checkpoint, manager, task)
+    distribute.check_workers_agree(strategy, start_step, "the restored step")
+    saver = manager if chief else distribute.WorkerTempCheckpoints(
+        checkpoint, manager, distribute.task_of(strategy)[1])
 
     operative = gin.operative_config_str()
-    files.write_text(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
+    if chief:
+        files.write_text(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
     iterator = iter(distribute.distribute_dataset(
         strategy, lambda context: task.dataset(context, start_step)))
     train_function = distribute.make_train_function(task.train_step, strategy, jit_compile)
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, TENSORBOARD_DIR))
-    if start_step == 0:
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir, TENSORBOARD_DIR))
+              if chief else tf.summary.create_noop_writer())
+    if start_step == 0 and chief:
         hparams = dict(task.hparams(), train_steps=train_steps, seed=task.seed,
-                       strategy=type(strategy).__name__, jit_compile=bool(jit_compile))
+                       strategy=type(strategy).__name__, jit_compile=bool(jit_compile),
+                       steps_per_loop=steps_per_loop)
         _write_config_summaries(writer, operative, hparams)
 
     def export(step):
-        task.export(model_dir)
+        if chief:
+            task.export(model_dir)
 
     all_callbacks = [
-        callbacks_lib.CheckpointSaver(manager, checkpoint_every, train_steps, export,
+        callbacks_lib.CheckpointSaver(saver, checkpoint_every, train_steps, export,
                                       task.guarded_variables()),
         callbacks_lib.ScalarSummaries(writer, log_every, task.learning_rate,
                                       task.global_batch_size),
-        *task.callbacks(writer, model_dir),
-        callbacks_lib.ProgressLogger(train_steps, log_every, use_tqdm=progress),
+        *(task.callbacks(writer, model_dir) if chief else []),
+        callbacks_lib.ProgressLogger(train_steps, log_every, use_tqdm=progress and chief),
         *callbacks]
     for callback in all_callbacks:
         callback.on_train_begin({"start_step": start_step})
     logs = {}
     started = time.perf_counter()
     try:
-        for step in range(start_step + 1, train_steps + 1):
-            logs = {k: float(v) for k, v in train_function(iterator).items()}
-            _check_finite(logs, step, manager)
+        step = start_step
+        for end in loop_ends(start_step, train_steps, steps_per_loop):
+            logs = {k: float(v) for k, v in train_function(iterator, end - step).items()}
+            _check_finite(logs, end, manager, first_step=step + 1)
+            step = end
             for callback in all_callbacks:
                 callback.on_train_batch_end(step, logs)
     finally:
@@ -223,5 +280,6 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
     summary = dict(start_step=start_step, final_step=int(task.iterations.numpy()),
                    logs=logs, seconds=elapsed,
                    steps_per_second=steps_done / elapsed if elapsed else 0.0)
-    files.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+    if chief:
+        files.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
     return summary

@@ -2,9 +2,15 @@
 
 Both sources describe their vocabulary (codebook_size, num_classes), token layout (grid,
 num_condition_tokens) and the tokenizer that made them, and serve
-`dataset(batch_size, seed, input_context, skip_examples)`: an endless stream of
-{"tokens", "label"} batches whose example order is a pure function of `seed`, starting
-after `skip_examples` examples of this input pipeline (what a resumed run has consumed).
+`dataset(batch_size, seed, skip_examples)`: THE endless stream of {"tokens", "label"}
+batches, whose example order is a pure function of `seed`, starting after
+`skip_examples` examples (what a resumed run has consumed).
+
+`replica_batches` cuts that one stream into the per-replica batches of one input
+pipeline, so every strategy trains on the same global batches: global batch s holds
+examples [s * B, (s + 1) * B) of the stream and replica r (of R) the r-th of its R equal
+parts, whether the replicas sit in one process (MirroredStrategy) or on several workers
+(MultiWorkerMirroredStrategy, TPU pods: one pipeline per host).
 """
 import math
 
@@ -27,11 +33,11 @@ class TokenShards:
         self.grid = tuple(metadata["grid"])
         self.tokenizer_dir = metadata["tokenizer"]
 
-    def dataset(self, batch_size, seed, input_context=None, skip_examples=0):
+    def dataset(self, batch_size, seed, skip_examples=0):
         return tokenized.token_dataset(
             self.path, batch_size, shuffle=True, repeat=True, seed=seed,
             expected_codebook_size=self.codebook_size, expected_grid=self.grid,
-            input_context=input_context, skip_examples=skip_examples)
+            skip_examples=skip_examples)
 
 
 class TokenArrays:
@@ -71,16 +77,12 @@ class TokenArrays:
         self.num_classes = int(num_classes)
         self.num_condition_tokens = int(num_condition_tokens)
 
-    def dataset(self, batch_size, seed, input_context=None, skip_examples=0):
+    def dataset(self, batch_size, seed, skip_examples=0):
         tokens, class_ids = self.tokens, self.class_ids
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            part = slice(input_context.input_pipeline_id, None,
-                         input_context.num_input_pipelines)
-            tokens, class_ids = tokens[part], class_ids[part]
         count = len(tokens)
         if not 0 < int(batch_size) <= count:
-            raise ValueError(f"batch_size={batch_size} (per replica) must be in [1, {count}]: "
-                             f"the number of training examples of this input pipeline")
+            raise ValueError(f"batch_size={batch_size} (per input pipeline) must be in "
+                             f"[1, {count}]: the number of training examples")
         if int(skip_examples) < 0:
             raise ValueError(f"skip_examples must be >= 0, got {skip_examples!r}")
 
@@ -100,3 +102,26 @@ class TokenArrays:
         return (tf.data.Dataset.range(int(skip_examples), 2 ** 62)
                 .batch(int(batch_size), drop_remainder=True)
                 .map(examples).prefetch(tf.data.AUTOTUNE))
+
+
+def replica_batches(source, global_batch_size, seed, input_context, start_step):
+    """This input pipeline's per-replica batches of `source`'s stream, from global step
+    `start_step` on (see the module doc): the pipeline's replicas are a contiguous block
+    of the R replicas, so it takes its block of every global batch and splits it into
+    per-replica batches, which the strategy hands to its replicas in order.
+
+    With one pipeline this is the stream batched per replica. With several, every
+    pipeline reads the whole stream and keeps its block (`shard` over blocks): the cost
+    of sharding examples exactly as one process would.
+    """
+    per_replica = input_context.get_per_replica_batch_size(global_batch_size)
+    pipelines = input_context.num_input_pipelines
+    skip = int(start_step) * int(global_batch_size)
+    if pipelines == 1:
+        return source.dataset(per_replica, seed, skip_examples=skip)
+    local_replicas = input_context.num_replicas_in_sync // pipelines
+    blocks = source.dataset(per_replica * local_replicas, seed, skip_examples=skip)
+    blocks = blocks.shard(pipelines, input_context.input_pipeline_id)
+    if local_replicas == 1:
+        return blocks
+    return blocks.rebatch(per_replica, drop_remainder=True)

@@ -1,7 +1,8 @@
 """Nested MaGNeTS trainer: one masked batch, every nested sub-model, paper eq. 3.
 
 `NestedMaskGitTrainer.train_step` masks the batch (a pure function of (seed, step)),
-runs each sub-model p of the shared-weight transformer on the same masked input, combines
+draws dropout from streams of (seed, step, replica), runs each sub-model p of the
+shared-weight transformer on the same masked input, combines
 the losses with `losses.nested_loss` and applies one optimizer update. Per-example losses
 are reduced with `tf.nn.compute_average_loss` against the global batch, so gradients
 summed over replicas equal the single-device gradient. A MaskGIT++ baseline is the same
@@ -14,6 +15,8 @@ import tensorflow as tf
 from magnets_tf.models.transformer import MaskGitTransformer
 from magnets_tf.training import losses, masking
 
+# Distance between the dropout seed states of neighbouring replicas (`_seed_dropout`).
+DROPOUT_REPLICA_STRIDE = 10_000
 
 
 @gin.configurable(denylist=["transformer", "global_batch_size", "seed", "total_steps"])
@@ -58,6 +61,9 @@ class NestedMaskGitTrainer(keras.Model):
         self._seed_generators = [
             layer.seed_generator for layer in transformer._flatten_layers(include_self=False)
             if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)]
+        if len(self._seed_generators) >= DROPOUT_REPLICA_STRIDE:
+            raise ValueError(f"{len(self._seed_generators)} dropout seed generators: replicas "
+                             f"would share dropout streams (limit {DROPOUT_REPLICA_STRIDE})")
 
     def call(self, token_ids, factor=1, training=False):
         return self.transformer(token_ids, factor=factor, training=training)
@@ -66,9 +72,20 @@ class NestedMaskGitTrainer(keras.Model):
         return losses.distillation_alpha(step, self.alpha_decay_steps, self.loss_mode)
 
     def _seed_dropout(self, step):
-        """Dropout streams as a function of (seed, step), so a resumed run replays them."""
+        """Dropout streams as a function of (seed, step, replica): a resumed run replays
+        them, and each replica draws its own masks.
+
+        Generator `index` of replica r starts at state [seed * 7919 + index + r *
+        DROPOUT_REPLICA_STRIDE, step * 1024]; replica 0 (and a single device) keeps the
+        streams of runs made before replicas were folded in. Keras reduces seeds modulo
+        2**31 - 2, so the stride stays far below that: replicas never share a stream as
+        long as the model has fewer than DROPOUT_REPLICA_STRIDE dropout generators.
+        """
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        offset = tf.cast(replica, tf.int64) * DROPOUT_REPLICA_STRIDE
         for index, generator in enumerate(self._seed_generators):
-            state = tf.stack([tf.constant(self.seed * 7919 + index, tf.int64),
+            state = tf.stack([tf.constant(self.seed * 7919 + index, tf.int64) + offset,
                               tf.cast(step, tf.int64) * 1024])
             generator.state.assign(tf.cast(state, generator.state.dtype))
 

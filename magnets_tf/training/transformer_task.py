@@ -18,9 +18,8 @@ from absl import logging
 from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import loop, trainer as trainer_lib
+from magnets_tf.training import loop, token_data, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
-from magnets_tf.training.token_data import TokenShards
 
 
 def _tokenizer_decode_fn(tokenizer_dir):
@@ -75,12 +74,8 @@ class TransformerTask(loop.TrainTask):
         return dict(model=self.transformer.weights, optimizer=self.optimizer.variables)
 
     def dataset(self, input_context, start_step):
-        per_replica = input_context.get_per_replica_batch_size(self.global_batch_size)
-        replicas_per_pipeline = (input_context.num_replicas_in_sync
-                                 // input_context.num_input_pipelines)
-        return self.tokens.dataset(
-            per_replica, self.seed, input_context,
-            skip_examples=start_step * per_replica * replicas_per_pipeline)
+        return token_data.replica_batches(self.tokens, self.global_batch_size, self.seed,
+                                          input_context, start_step)
 
     def train_step(self, batch):
         return self.trainer.train_step(batch)
@@ -119,16 +114,19 @@ class TransformerTask(loop.TrainTask):
 @gin.configurable(denylist=["model_dir", "strategy", "train_steps"])
 def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=256, seed=0,
           checkpoint_every=1000, keep_checkpoints=3, log_every=100, sample_every=0,
-          num_samples=8, sample_steps=8, jit_compile="auto", progress=True,
+          num_samples=8, sample_steps=8, jit_compile="auto", steps_per_loop=1, progress=True,
           extra_callbacks=()):
     """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
 
-    batch_size is the global batch (split over replicas). Returns the run's summary.
+    batch_size is the global batch (split over replicas). steps_per_loop steps run per
+    host sync (checkpoint_every and log_every are rounded up to multiples of it).
+    jit_compile: "auto", True or False (XLA for the per-replica step). Returns the run's
+    summary.
     """
-    task = TransformerTask(TokenShards(tokens_dir), batch_size, seed=seed,
+    task = TransformerTask(token_data.TokenShards(tokens_dir), batch_size, seed=seed,
                            sample_every=sample_every, num_samples=num_samples,
                            sample_steps=sample_steps)
     return loop.run(task, model_dir, strategy, train_steps,
                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                     log_every=log_every, jit_compile=jit_compile, progress=progress,
-                    callbacks=extra_callbacks)
+                    callbacks=extra_callbacks, steps_per_loop=steps_per_loop)

@@ -47,6 +47,30 @@ def test_bad_gin_binding_is_a_usage_error(tmp_path):
     assert result.returncode != 0 and "bad gin configuration" in result.stderr
 
 
+def test_steps_per_loop_below_one_is_a_usage_error(tmp_path):
+    command = _command(tmp_path, tmp_path / "model", 5) + ["--steps_per_loop=0"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--steps_per_loop must be >= 1, got 0" in result.stderr
+
+
+@pytest.mark.slow
+def test_steps_per_loop_and_jit_flags_reach_the_run(tmp_path):
+    tokens_dir = _shards(tmp_path / "tokens")
+    model_dir = tmp_path / "model"
+    command = _command(tokens_dir, model_dir, 6) + ["--steps_per_loop=4", "--jit_compile"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done: step=6" in result.stdout
+    # checkpoint_every=5 became 8: no boundary (4, 6) reaches it, so only the last step
+    # is saved.
+    assert "checkpoint_every=5 is not a multiple of steps_per_loop=4: using " \
+           "checkpoint_every=8" in result.stdout
+    config = (model_dir / "operative_config.gin").read_text()
+    assert "train.steps_per_loop = 4" in config and "train.jit_compile = True" in config
+    assert sorted(p.name for p in (model_dir / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-6.index"]
+
+
 @pytest.mark.slow
 def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
     tokens_dir = _shards(tmp_path / "tokens")

@@ -94,3 +94,96 @@ def test_loop_arguments_are_checked(tmp_path, mirrored):
         loop.run(LinearTask(), str(tmp_path), mirrored, 0)
     with pytest.raises(ValueError, match="batch_size=3 is not divisible by the 2 replicas"):
         loop.run(LinearTask(global_batch_size=3), str(tmp_path), mirrored, 2)
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records the (step, loss) of every loop boundary the loop reports."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, step, logs=None):
+        self.seen.append((step, logs["loss"]))
+
+
+def test_loop_ends_are_multiples_then_the_last_step():
+    assert loop.loop_ends(0, 8, 4) == [4, 8]
+    assert loop.loop_ends(0, 9, 4) == [4, 8, 9]
+    assert loop.loop_ends(5, 9, 4) == [8, 9]  # A resumed run realigns.
+    assert loop.loop_ends(0, 3, 1) == [1, 2, 3]
+    assert loop.loop_ends(9, 9, 4) == []
+
+
+def test_periods_are_rounded_up_to_multiples_of_steps_per_loop(capsys):
+    assert loop.loop_period(8, 4, "log_every") == 8
+    assert loop.loop_period(0, 4, "checkpoint_every") == 0
+    assert loop.loop_period(10, 4, "checkpoint_every") == 12
+    assert "checkpoint_every=10 is not a multiple of steps_per_loop=4: using " \
+           "checkpoint_every=12" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="log_every must be >= 0"):
+        loop.loop_period(-1, 4, "log_every")
+
+
+@pytest.mark.parametrize("steps_per_loop,boundaries", [(4, [4, 8]), (3, [3, 6, 8])])
+def test_steps_per_loop_gives_the_weights_of_single_steps_and_syncs_at_boundaries(
+        tmp_path, mirrored, steps_per_loop, boundaries):
+    reference = LinearTask()
+    recorder_1 = Recorder()
+    loop.run(reference, str(tmp_path / "one"), mirrored, 8, checkpoint_every=2,
+             progress=False, callbacks=[recorder_1])
+    looped, recorder_n = LinearTask(), Recorder()
+    loop.run(looped, str(tmp_path / "n"), mirrored, 8, checkpoint_every=2,
+             progress=False, callbacks=[recorder_n], steps_per_loop=steps_per_loop)
+    np.testing.assert_array_equal(looped.w.numpy(), reference.w.numpy())
+    assert np.abs(looped.w.numpy()).min() > 0  # It trained (w starts at zeros).
+    # Boundaries at the multiples of steps_per_loop and the last step; the logs are the
+    # means over each loop.
+    assert [step for step, _ in recorder_n.seen] == boundaries
+    losses = [loss for _, loss in recorder_1.seen]
+    expected = [np.mean(losses[start:end]) for start, end in zip([0] + boundaries, boundaries)]
+    np.testing.assert_allclose([loss for _, loss in recorder_n.seen], expected, rtol=1e-6)
+    # checkpoint_every=2 was rounded up to steps_per_loop: checkpoints at boundaries only.
+    state = tf.train.get_checkpoint_state(str(tmp_path / "n" / "checkpoints"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+        f"ckpt-{step}" for step in boundaries][-3:]
+
+
+def test_a_run_interrupted_at_a_boundary_resumes_with_another_steps_per_loop(tmp_path,
+                                                                               mirrored):
+    reference = LinearTask()
+    loop.run(reference, str(tmp_path / "reference"), mirrored, 9, progress=False)
+    options = dict(checkpoint_every=3, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(LinearTask(), str(tmp_path / "resumed"), mirrored, 9, steps_per_loop=3,
+                 callbacks=[StopAt(6)], **options)
+    resumed, recorder = LinearTask(), Recorder()
+    summary = loop.run(resumed, str(tmp_path / "resumed"), mirrored, 9, steps_per_loop=2,
+                       callbacks=[recorder], checkpoint_every=2, progress=False)
+    assert summary["start_step"] == 6 and summary["final_step"] == 9
+    assert [step for step, _ in recorder.seen] == [8, 9]
+    np.testing.assert_array_equal(resumed.w.numpy(), reference.w.numpy())
+
+
+class PoisonedTask(LinearTask):
+    """LinearTask whose loss is NaN at step `poison_step` only (1-based)."""
+
+    poison_step = 6
+
+    def train_step(self, batch):
+        logs = super().train_step(batch)
+        poisoned = tf.equal(self.optimizer.iterations, self.poison_step)
+        return {"loss": tf.where(poisoned, float("nan"), logs["loss"])}
+
+
+def test_a_nan_inside_a_loop_stops_the_run_at_its_boundary(tmp_path, mirrored):
+    with pytest.raises(loop.NonFiniteLossError, match=r"loss is nan in steps 5-8.*ckpt-4"):
+        loop.run(PoisonedTask(), str(tmp_path), mirrored, 12, checkpoint_every=4,
+                 steps_per_loop=4, progress=False)
+    state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-4"]
+
+
+def test_steps_per_loop_must_be_positive(tmp_path, mirrored):
+    with pytest.raises(ValueError, match="steps_per_loop must be >= 1"):
+        loop.run(LinearTask(), str(tmp_path), mirrored, 2, steps_per_loop=0)

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from magnets_tf.data import tokenized
-from magnets_tf.training.token_data import TokenArrays, TokenShards
+from magnets_tf.training.token_data import TokenArrays, TokenShards, replica_batches
 
 
 def _labels(dataset, batches):
@@ -36,16 +36,26 @@ def test_batches_hold_tokens_and_labels_of_the_same_examples():
     assert source.grid == (6,) and source.num_condition_tokens == 2
 
 
-def test_input_pipelines_read_disjoint_parts():
-    count = 10
+@pytest.mark.parametrize("pipelines,replicas", [(1, 1), (1, 4), (2, 2), (2, 4), (4, 4)])
+def test_replica_batches_split_the_one_stream_alike_for_any_pipeline_layout(pipelines,
+                                                                         replicas):
+    """Global batch s is examples [8s, 8s + 8) of the stream whether its 4 or 2 or 1
+    replica parts come from one process (MirroredStrategy) or several (multi-worker)."""
+    count, global_batch, start = 12, 8, 2
     source = TokenArrays(np.zeros([count, 4], np.int32), np.arange(count), 1, count)
-    seen = []
-    for pipeline in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2,
+    stream = _labels(source.dataset(global_batch, seed=5), 6)
+    per_replica = global_batch // replicas
+    local = replicas // pipelines
+    for pipeline in range(pipelines):
+        context = tf.distribute.InputContext(num_input_pipelines=pipelines,
                                              input_pipeline_id=pipeline,
-                                             num_replicas_in_sync=2)
-        seen.append(set(_labels(source.dataset(5, seed=0, input_context=context), 1)))
-    assert seen[0] | seen[1] == set(range(count)) and not seen[0] & seen[1]
+                                             num_replicas_in_sync=replicas)
+        got = _labels(replica_batches(source, global_batch, 5, context, start), 3 * local)
+        # The strategy hands consecutive batches of a pipeline to its local replicas.
+        for step in range(3):
+            first = (start + step) * global_batch + pipeline * local * per_replica
+            assert got[step * local * per_replica:(step + 1) * local * per_replica] == \
+                stream[first:first + local * per_replica], (pipeline, step)
 
 
 def test_bad_arrays_and_batches_are_clear_errors():
@@ -62,7 +72,8 @@ def test_bad_arrays_and_batches_are_clear_errors():
         TokenArrays(tokens, labels + 3, 16, 3)
     with pytest.raises(ValueError, match="num_condition_tokens=6"):
         TokenArrays(tokens, labels, 16, 3, num_condition_tokens=6)
-    with pytest.raises(ValueError, match=r"batch_size=5 \(per replica\) must be in \[1, 4\]"):
+    with pytest.raises(ValueError,
+                       match=r"batch_size=5 \(per input pipeline\) must be in \[1, 4\]"):
         TokenArrays(tokens, labels, 16, 3).dataset(5, seed=0)
 
 

@@ -19,15 +19,6 @@ def _train(model_dir, steps, tokens_dir, strategy=None, **kwargs):
                                   tokens_dir=tokens_dir, **kwargs)
 
 
-@pytest.fixture
-def tokens_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    tokenized.write_token_shards(
-        str(tmp_path / "tokens"), [(rng.integers(0, 16, (64, 2, 2)), rng.integers(0, 10, 64))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2)
-    return str(tmp_path / "tokens")
-
-
 @pytest.fixture(autouse=True)
 def tiny_gin():
     gin.clear_config()
@@ -130,3 +121,28 @@ def test_replicas_split_each_global_batch_and_a_resumed_run_reads_on(tmp_path, s
     assert global_batches(mirrored, 0, 7) == reference
     assert global_batches(mirrored, 3, 4) == reference[3:]
     assert global_batches(default, 6, 1) == reference[6:]
+
+
+@pytest.mark.slow
+def test_steps_per_loop_4_gives_the_weights_of_steps_per_loop_1(tmp_path, tokens_dir):
+    """8 steps of the nested trainer (dropout on, masks and alpha per step) in loops of
+    4 steps reach the weights of 8 single-step loops; the logs are the loop means."""
+    gin.bind_parameter("build_transformer.dropout", 0.1)
+    models = {}
+    for steps_per_loop in (1, 4):
+        model_dir = str(tmp_path / f"spl{steps_per_loop}")
+        summary = _train(model_dir, 8, tokens_dir, steps_per_loop=steps_per_loop,
+                         checkpoint_every=4, log_every=4)
+        assert summary["final_step"] == 8 and np.isfinite(summary["logs"]["loss"])
+        models[steps_per_loop] = saving.load_transformer(model_dir)
+    for a, b in zip(models[1].weights, models[4].weights):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=a.path)
+    state = tf.train.get_checkpoint_state(str(tmp_path / "spl4" / "checkpoints"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-4",
+                                                                              "ckpt-8"]
+    # The weights moved between the two boundaries (the comparison above means something).
+    at_4, at_8 = (tf.train.load_checkpoint(p) for p in state.all_model_checkpoint_paths)
+    model_keys = [k for k, _ in tf.train.list_variables(state.all_model_checkpoint_paths[0])
+                  if k.startswith("model/") and "kernel" in k]
+    assert model_keys and any(not np.array_equal(at_4.get_tensor(k), at_8.get_tensor(k))
+                              for k in model_keys)

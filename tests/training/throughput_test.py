@@ -1,0 +1,35 @@
+"""Throughput measurements: interleaved loop sizes on one train function, pipeline rate."""
+import gin
+import pytest
+import tensorflow as tf
+
+from magnets_tf.training import throughput
+from magnets_tf.training.token_data import TokenShards
+from magnets_tf.training.transformer_task import TransformerTask
+
+
+def test_summarize_gives_median_and_spread():
+    assert throughput.summarize([3.0, 1.0, 2.0]) == dict(median=2.0, min=1.0, max=3.0,
+                                                         values=[3.0, 1.0, 2.0])
+
+
+def test_measure_reports_every_loop_size_and_the_pipeline_headroom(tokens_dir):
+    gin.clear_config()
+    gin.bind_parameter("build_transformer.preset", "tiny")
+    gin.bind_parameter("build_transformer.num_layers", 1)
+    task = TransformerTask(TokenShards(tokens_dir), 8, seed=0)
+    try:
+        report = throughput.measure(task, tf.distribute.get_strategy(), steps=4,
+                                    loop_sizes=(1, 2), repeats=2, pipeline_batches=3)
+    finally:
+        gin.clear_config()
+    assert set(report["steps_per_second"]) == {"1", "2"}
+    for rate in report["steps_per_second"].values():
+        assert len(rate["values"]) == 2 and 0 < rate["min"] <= rate["median"] <= rate["max"]
+    # Warm-up (one call per size) plus 2 repeats x 2 sizes x 4 steps.
+    assert int(task.iterations.numpy()) == 1 + 2 + 2 * 2 * 4
+    pipeline = report["pipeline_examples_per_second"]["median"]
+    assert report["step_examples_per_second"] == pytest.approx(
+        report["steps_per_second"]["2"]["median"] * 8)
+    assert report["pipeline_headroom"] == pytest.approx(
+        pipeline / report["step_examples_per_second"])
