@@ -2,6 +2,8 @@ r"""Trains the nested MaGNeTS transformer (or the MaskGIT++ baseline) on token s
 
 python tools/train.py --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir=/tmp/magnets_tf/fm_magnets_tiny
 
+Mixed precision: --dtype_policy=mixed_bfloat16 (or gin train.dtype_policy).
+
 Restarting the same command resumes from the latest checkpoint in --model_dir.
 """
 import os
@@ -24,6 +26,10 @@ flags.DEFINE_integer("train_steps", None, "Total optimizer steps of the run (sch
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (local "
                      "mirrored runs); 0 leaves it alone.")
 flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
+flags.DEFINE_enum("dtype_policy", None, ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy of the transformer (variables, losses and logits stay "
+                  "float32; mixed_float16 adds loss scaling). Default: gin "
+                  "train.dtype_policy, else float32.")
 
 FLAGS = flags.FLAGS
 
@@ -44,8 +50,9 @@ def main():
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together
         raise app.UsageError(str(e)) from None
+    policy = {} if FLAGS.dtype_policy is None else dict(dtype_policy=FLAGS.dtype_policy)
     summary = transformer_task.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                                     progress=FLAGS.progress)
+                                     progress=FLAGS.progress, **policy)
     logs = " ".join(f"{k}={v:.4f}" for k, v in sorted(summary["logs"].items()))
     print(f"done: step={summary['final_step']} steps_per_second="
           f"{summary['steps_per_second']:.2f} {logs}", flush=True)

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from magnets_tf.decoding import sampling
 from magnets_tf.decoding.schedule import DecodePlan, make_plan
+from magnets_tf.models.transformer import COMPUTE_DTYPE_POLICIES
 
 class Decoder:
     """MaGNeTS / MaskGIT parallel decoder for one (model, plan, batch size).
@@ -274,17 +275,15 @@ class Decoder:
         inverse = tf.argsort(order, axis=1)
         return tf.gather(seq, inverse[:, 1:], batch_dims=1)
 
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-
-
 def decode_dtype(model, compute_dtype=None):
     """The tf dtype a decode of `model` computes in: `compute_dtype`, else the model's."""
     try:
         name = tf.as_dtype(compute_dtype or model.compute_dtype).name
     except TypeError:
         name = compute_dtype
-    if name not in COMPUTE_DTYPES:
-        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {name!r}")
+    if name not in COMPUTE_DTYPE_POLICIES:
+        raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPE_POLICIES)}, got "
+                         f"{name!r}")
     return tf.as_dtype(name)
 
 

@@ -13,6 +13,12 @@ from magnets_tf.layers.nested import (DEFAULT_FACTORS, apply_dropout, cast_float
                                       nested_width, unflatten_rows, validate_factors)
 
 
+# Decode/compute dtype -> the Keras dtype policy of a model computing in it (variables
+# stay float32 in all three).
+COMPUTE_DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+                          "float16": "mixed_float16"}
+
+
 def _init():
     """A fresh truncated-normal(0.02) initializer per weight.
 
@@ -221,3 +227,23 @@ class MaskGitTransformer(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def with_compute_dtype(model, compute_dtype):
+    """`model` computing in `compute_dtype` ("float32", "bfloat16", "float16"; None: as is).
+
+    The model itself when it already does; otherwise a copy with the same config and
+    weights under the matching policy (`COMPUTE_DTYPE_POLICIES`): a float32-trained
+    model decodes in bfloat16 this way, and a mixed_bfloat16-trained one in float32."""
+    if compute_dtype is None or model.compute_dtype == compute_dtype:
+        return model
+    if compute_dtype not in COMPUTE_DTYPE_POLICIES:
+        raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPE_POLICIES)}, got "
+                         f"{compute_dtype!r}")
+    if not model.built:
+        model.build()
+    copy = type(model).from_config(
+        dict(model.get_config(), dtype=COMPUTE_DTYPE_POLICIES[compute_dtype]))
+    copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
