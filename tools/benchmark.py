@@ -2,6 +2,8 @@ r"""Throughput of MaskGIT++ vs MaGNeTS decoding on this machine, same weights an
 
 python tools/benchmark.py --preset=S --grid=16 --num_steps=12 --guidance_steps=4 --batch_size=8 --output_json=/tmp/bench_S.json
 
+--compute_dtype=bfloat16 times both decoders in bfloat16 (docs/performance.md).
+
 With --model_dir (tools/train.py output) the trained transformer is timed instead of a random
 --preset: its architecture, vocabulary and token grid replace --preset/--grid/--codebook_size/
 --num_classes.
@@ -14,6 +16,7 @@ from magnets_tf.evaluation import benchmark
 from magnets_tf.utils import files
 
 model_flags.define_random_init_flags(preset="S", random_init_flag=False)
+model_flags.define_compute_dtype_flag()
 plan_flags.define_plan_flags(guidance_steps=4, guidance_scale=2.0)
 gin_flags.define_gin_flags()
 flags.DEFINE_integer("batch_size", 8, "Images per decode.")
@@ -38,7 +41,8 @@ def main():
     plan = plan_flags.decode_plan(model)
     label = FLAGS.model_dir or FLAGS.preset
     print(f"model={label} tokens={plan.num_tokens}+1 batch={FLAGS.batch_size} "
-          f"repeats={FLAGS.repeats}\n{plan.describe()}", flush=True)
+          f"repeats={FLAGS.repeats} compute_dtype={model.compute_dtype}\n{plan.describe()}",
+          flush=True)
 
     def progress(done, total):
         logging.info("repeat %d/%d done", done, total)

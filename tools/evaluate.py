@@ -21,7 +21,7 @@ import numpy as np
 from absl import flags
 
 from magnets_tf import xla_cpu
-from magnets_tf.cli import app, gin_flags, plan_flags, scoring_flags
+from magnets_tf.cli import app, gin_flags, model_flags, plan_flags, scoring_flags
 from magnets_tf.decoding.schedule import format_model_schedule
 from magnets_tf.utils import files
 from magnets_tf.utils import images as images_lib
@@ -29,6 +29,7 @@ from magnets_tf.utils import images as images_lib
 scoring_flags.define_scoring_flags(num_samples=1000)
 plan_flags.define_plan_flags()
 gin_flags.define_gin_flags()
+model_flags.define_compute_dtype_flag()
 flags.DEFINE_string("classifier_dir", None, "Optional class-accuracy classifier "
                     "(tools/train_classifier.py) to report class_accuracy.")
 flags.DEFINE_string("i3d_path", None, "Video models: I3D SavedModel for standard FVD "
@@ -43,6 +44,7 @@ def main():
     from magnets_tf.evaluation import classifier, generation
 
     model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)
+    model = model_flags.apply_compute_dtype(model)
     plan = plan_flags.decode_plan(model)
     print(plan.describe())
     is_video = hasattr(decode_fn.tokenizer, "video_shape")
@@ -61,6 +63,7 @@ def main():
     run_setting = dict(reference=FLAGS.reference, model_dir=FLAGS.model_dir,
                        schedule=format_model_schedule(plan.model_schedule),
                        steps=plan.num_steps, cache=plan.use_cache, seed=FLAGS.seed,
+                       compute_dtype=model.compute_dtype,
                        xla_flags=os.environ.get("XLA_FLAGS", ""))
     if is_video:
         return evaluate_video(model, plan, decode_fn, extractor, dataset, split, run_setting)

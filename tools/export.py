@@ -32,6 +32,7 @@ flags.DEFINE_integer("default_batch_size", None,
                      "Batch size served by the bare signature names (default: the first).")
 flags.DEFINE_bool("jit_compile", True, "XLA-compile the decode loop (the model server then "
                   "needs --xla_cpu_compilation_enabled=true on CPU).")
+model_flags.define_compute_dtype_flag()
 plan_flags.define_plan_flags()
 gin_flags.define_gin_flags()
 flags.DEFINE_integer("seed", 0, "Seed of --random_init weights and warm-up inputs.")
@@ -79,7 +80,8 @@ def main():
     print(f"transformer: {FLAGS.transformer_dir or 'RANDOM-INIT preset ' + repr(FLAGS.preset)}"
           + ("" if FLAGS.transformer_dir else f", {FLAGS.num_classes} classes"), flush=True)
     plan = plan_flags.decode_plan(transformer)
-    print(f"plan (jit_compile={FLAGS.jit_compile}, batch sizes {batch_sizes}):\n"
+    print(f"plan (jit_compile={FLAGS.jit_compile}, batch sizes {batch_sizes}, "
+          f"compute_dtype={transformer.compute_dtype}):\n"
           f"{plan.describe()}", flush=True)
     version_dir = export_saved_model(
         transformer, tokenizer, plan, FLAGS.export_base, batch_sizes=batch_sizes,

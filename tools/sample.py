@@ -27,6 +27,7 @@ from magnets_tf.utils import images as images_lib
 flags.DEFINE_string("model_dir", None, f"Directory with {TRANSFORMER_CONFIG} + "
                     f"{TRANSFORMER_WEIGHTS}.")
 model_flags.define_random_init_flags(preset="tiny")
+model_flags.define_compute_dtype_flag()
 flags.DEFINE_string("tokenizer_dir", None, "Trained tokenizer dir: decode tokens to pixels.")
 flags.DEFINE_list("class_ids", ["0", "1", "2", "3"], "Class ids, one per sample.")
 flags.DEFINE_integer("batch_size", 0, "Decode batch (0: all samples in one batch).")

@@ -15,7 +15,7 @@ from pathlib import Path
 from absl import flags
 
 from magnets_tf import xla_cpu
-from magnets_tf.cli import app, gin_flags, plan_flags, scoring_flags
+from magnets_tf.cli import app, gin_flags, model_flags, plan_flags, scoring_flags
 from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE
 from magnets_tf.utils import files
 from magnets_tf.utils import images as images_lib
@@ -26,6 +26,7 @@ scoring_flags.define_scoring_flags(num_samples=500)
 plan_flags.define_plan_flags(exclude=("num_steps", "use_cache", "refresh"),
                              model_schedule=DEFAULT_MODEL_SCHEDULE)
 gin_flags.define_gin_flags()
+model_flags.define_compute_dtype_flag()
 flags.DEFINE_list("families", ["baseline", "cache", "scaling", "compositions"],
                   "Point families: compositions, scaling, cache, baseline, nested, "
                   "scale_down.")
@@ -67,6 +68,7 @@ def main():
           f"evaluating {len(todo)} now")
 
     model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)
+    model = model_flags.apply_compute_dtype(model)
     plans = {p.key: plan_flags.decode_plan(model, **p.plan_kwargs()) for p in todo}
     extractor = scoring_flags.feature_extractor()
     reference = scoring_flags.reference_statistics(extractor)
@@ -89,7 +91,8 @@ def main():
         sweep.plot_sweep(rows, out / "sweep.png")
         files.write_json(out / "sweep_config.json", {
             "reference": FLAGS.reference, "num_samples": FLAGS.num_samples,
-            "seed": FLAGS.seed, "model_dir": FLAGS.model_dir, "note": fid.SMALL_SAMPLE_NOTE})
+            "seed": FLAGS.seed, "model_dir": FLAGS.model_dir,
+            "compute_dtype": model.compute_dtype, "note": fid.SMALL_SAMPLE_NOTE})
     state = "interrupted: rerun the same command to resume" if interrupted else "done"
     print(f"{state}; {len(rows)} points in {csv_path}, plot {out / 'sweep.png'}")
     if interrupted:

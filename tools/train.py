@@ -2,6 +2,8 @@ r"""Trains the nested MaGNeTS transformer (or the MaskGIT++ baseline) on token s
 
 python tools/train.py --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir=/tmp/magnets_tf/fm_magnets_tiny
 
+Mixed precision: --dtype_policy=mixed_bfloat16 (or gin train.dtype_policy).
+
 Restarting the same command resumes from the latest checkpoint in --model_dir.
 --steps_per_loop=N runs N steps per host sync; --jit_compile compiles the step with XLA
 (GPUs); --strategy=multi_worker reads the cluster from TF_CONFIG (run the same command on
@@ -35,6 +37,10 @@ flags.DEFINE_bool("jit_compile", None, "XLA-compile the train step (GPUs; TPUStr
                   "compiles by itself). Unless given: gin train.jit_compile, else 'auto' "
                   "(XLA only where GPUs are present).")
 flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
+flags.DEFINE_enum("dtype_policy", None, ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy of the transformer (variables, losses and logits stay "
+                  "float32; mixed_float16 adds loss scaling). Default: gin "
+                  "train.dtype_policy, else float32.")
 
 FLAGS = flags.FLAGS
 
@@ -63,8 +69,9 @@ def main():
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together
         raise app.UsageError(str(e)) from None
+    policy = {} if FLAGS.dtype_policy is None else dict(dtype_policy=FLAGS.dtype_policy)
     summary = transformer_task.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                                     progress=FLAGS.progress)
+                                     progress=FLAGS.progress, **policy)
     logs = " ".join(f"{k}={v:.4f}" for k, v in sorted(summary["logs"].items()))
     print(f"done: step={summary['final_step']} steps_per_second="
           f"{summary['steps_per_second']:.2f} {logs}", flush=True)

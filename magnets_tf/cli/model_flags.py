@@ -8,6 +8,7 @@ from absl import app, flags
 
 from magnets_tf.models import saving
 from magnets_tf.models.presets import PRESETS
+from magnets_tf.models.transformer import COMPUTE_DTYPE_POLICIES, with_compute_dtype
 
 flags.disclaim_key_flags()  # the flags belong to the tool that defines them
 
@@ -34,6 +35,24 @@ def define_random_init_flags(preset="tiny", grid=16, codebook_size=1024, num_cla
             define(name, default, help=text, flag_values=flag_values, **extra)
 
 
+def define_compute_dtype_flag(flag_values=flags.FLAGS):
+    """--compute_dtype: the dtype decoding computes in (see `apply_compute_dtype`)."""
+    flags.DEFINE_enum(
+        "compute_dtype", None, sorted(COMPUTE_DTYPE_POLICIES),
+        "Dtype of the transformer passes when decoding (weights, activations, K/V cache); "
+        "LayerNorm statistics, softmax, logits, guidance, sampling and ranking stay "
+        "float32. Default: the model's own (float32 unless trained with a mixed policy).",
+        flag_values=flag_values)
+
+
+def apply_compute_dtype(model, flag_values=flags.FLAGS):
+    """`model` computing in --compute_dtype (a copy under that policy when it differs);
+    the model itself without the flag or when it is not given."""
+    if "compute_dtype" not in flag_values:
+        return model
+    return with_compute_dtype(model, flag_values.compute_dtype)
+
+
 def check_model_source(model_dir, dir_flag="model_dir", flag_values=flags.FLAGS):
     """True for random weights, False for model_dir's; a usage error unless exactly one
     of the two is asked for (without a --random_init flag: random when no model_dir)."""
@@ -46,7 +65,8 @@ def check_model_source(model_dir, dir_flag="model_dir", flag_values=flags.FLAGS)
 
 def transformer_from_flags(model_dir, dir_flag="model_dir", seed=0, flag_values=flags.FLAGS,
                            **fixed):
-    """The trained transformer in `model_dir`, or random weights (seeded with `seed`).
+    """The trained transformer in `model_dir`, or random weights (seeded with `seed`),
+    in --compute_dtype when the tool defines it.
 
     dir_flag: the flag that gave model_dir (for messages). fixed: build_transformer
     arguments that replace flags for random weights (e.g. a tokenizer's codebook_size
@@ -58,7 +78,7 @@ def transformer_from_flags(model_dir, dir_flag="model_dir", seed=0, flag_values=
         if clashing:
             raise app.UsageError(f"--{dir_flag} sets the architecture and vocabulary: drop "
                                  f"{', '.join('--' + name for name in clashing)}")
-        return saving.load_transformer(model_dir)
+        return apply_compute_dtype(saving.load_transformer(model_dir), flag_values)
     import keras
     from magnets_tf.models.presets import build_transformer
 
@@ -69,4 +89,4 @@ def transformer_from_flags(model_dir, dir_flag="model_dir", seed=0, flag_values=
         settings["num_tokens"] = f.grid * f.grid
     settings.update(fixed)
     keras.utils.set_random_seed(seed)
-    return build_transformer(f.preset, **settings)
+    return apply_compute_dtype(build_transformer(f.preset, **settings), flag_values)

@@ -20,12 +20,17 @@ K/V buffers are [B, H, 1+N, dh/p] per layer (the sub-model's width; a refresh re
 them at the new width). The unconditional CFG branch keeps its own buffers and does a
 full pass at its first guided step; at guided steps where both branches process the same
 positions, they run as one pass over a 2B batch.
+
+Precision: the passes run in the decoder's compute dtype (float32 or bfloat16: weights,
+embeddings and K/V buffers in it), while the model returns float32 logits, so that
+guidance, sampling and confidence ranking are float32.
 """
 import numpy as np
 import tensorflow as tf
 
 from magnets_tf.decoding import sampling
 from magnets_tf.decoding.schedule import DecodePlan, make_plan
+from magnets_tf.models.transformer import COMPUTE_DTYPE_POLICIES
 
 class Decoder:
     """MaGNeTS / MaskGIT parallel decoder for one (model, plan, batch size).
@@ -34,10 +39,14 @@ class Decoder:
     `edit(tokens, keep_mask, class_ids, seed)` regenerates the tokens where `keep_mask`
     is False (inpainting, outpainting, class editing) and keeps the others.
     `jit_compile=False` runs the same graph without XLA, for debugging.
+    compute_dtype: dtype of the transformer passes (fused weights cast once per decode,
+    embeddings, K/V buffers); None: the model's compute dtype (float32 unless it was
+    built with a mixed policy). LayerNorm statistics, softmax, logits, guidance,
+    sampling and confidence ranking stay float32 in every case.
     """
 
     def __init__(self, model, plan: DecodePlan, batch_size, jit_compile=True,
-                 record_steps=False):
+                 record_steps=False, compute_dtype=None):
         if not isinstance(plan, DecodePlan):
             raise TypeError(f"plan must be a DecodePlan (see make_plan), got {type(plan)}")
         if plan.num_tokens != model.num_tokens:
@@ -56,6 +65,7 @@ class Decoder:
         self.batch_size = int(batch_size)
         self.jit_compile = bool(jit_compile)
         self.record_steps = bool(record_steps)
+        self.compute_dtype = decode_dtype(model, compute_dtype)
         self.trace_log = []  # static pass shapes seen while tracing, for inspection
         self._compiled = {}
 
@@ -172,7 +182,7 @@ class Decoder:
         for k in range(plan.num_steps):
             factor = plan.factors[k]
             if factor not in fused:
-                fused[factor] = model.fused_weights(factor)
+                fused[factor] = model.fused_weights(factor, dtype=self.compute_dtype)
             sub = fused[factor]
             m_in, m_out = plan.masked_in[k], plan.masked_out[k]
             queries = t if plan.refresh_steps[k] else plan.masked_in[k - 1]
@@ -264,6 +274,18 @@ class Decoder:
         """Natural row-major grid tokens [B, N] from a sequence held in `order`."""
         inverse = tf.argsort(order, axis=1)
         return tf.gather(seq, inverse[:, 1:], batch_dims=1)
+
+def decode_dtype(model, compute_dtype=None):
+    """The tf dtype a decode of `model` computes in: `compute_dtype`, else the model's."""
+    try:
+        name = tf.as_dtype(compute_dtype or model.compute_dtype).name
+    except TypeError:
+        name = compute_dtype
+    if name not in COMPUTE_DTYPE_POLICIES:
+        raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPE_POLICIES)}, got "
+                         f"{name!r}")
+    return tf.as_dtype(name)
+
 
 def editing_plan(keep_mask, **plan_kwargs):
     """`make_plan` for editing: num_tokens and num_condition_tokens from keep_mask.

@@ -82,7 +82,9 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
                   jit_compile=True, probe_seconds=2.0):
     """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict.
 
-    `jit_compile=False` only serves quick tests: the claim is about the XLA decoders."""
+    `jit_compile=False` only serves quick tests: the claim is about the XLA decoders.
+    The decoders compute in the model's compute dtype (`with_compute_dtype`); the
+    matmul probe stays float32, the machine's reference."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     baseline_plan = flops.uncached_baseline_plan(plan)
@@ -132,6 +134,7 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
         guidance_steps=plan.guidance_steps, guidance_scale=plan.guidance_scale,
         model_schedule=[list(s) for s in plan.model_schedule], refresh=plan.refresh,
         batch_size=batch_size, repeats=repeats, jit_compile=bool(jit_compile),
+        compute_dtype=decoders["magnets"].compute_dtype.name,
         **sides,
         matmul=dict(shape=list(probe.shape), gflop_per_s=matmul_flops / 1e9,
                     times_s=times["matmul"]),

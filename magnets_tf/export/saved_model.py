@@ -100,6 +100,7 @@ def plan_record(plan, transformer, tokenizer, batch_sizes, default_batch_size, j
         plan=dataclasses.asdict(plan),
         plan_table=plan.describe().splitlines(),
         jit_compile=bool(jit_compile),
+        compute_dtype=transformer.compute_dtype,
         batch_sizes=list(batch_sizes),
         default_batch_size=default_batch_size,
         signatures={name: dict(kind=kind, batch_size=b) for name, (kind, b)

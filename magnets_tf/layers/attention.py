@@ -5,8 +5,8 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from magnets_tf.layers.nested import (DEFAULT_FACTORS, NestedDense, flatten_rows, nested_width,
-                                      unflatten_rows, validate_factors)
+from magnets_tf.layers.nested import (DEFAULT_FACTORS, NestedDense, apply_dropout, flatten_rows,
+                                      nested_width, unflatten_rows, validate_factors)
 
 
 class AttentionWeights(NamedTuple):
@@ -52,14 +52,14 @@ class NestedSelfAttention(keras.layers.Layer):
         self.factors = validate_factors(factors, head_dim=self.head_dim)
         self.attention_dropout = float(attention_dropout)
         qkv = dict(in_dims=self.hidden_size, out_dims=(self.num_heads, self.head_dim),
-                   nested="output", factors=self.factors)
+                   nested="output", factors=self.factors, dtype=self.dtype_policy)
         self.query = NestedDense(**qkv, name="query")
         self.key = NestedDense(**qkv, name="key")
         self.value = NestedDense(**qkv, name="value")
         self.output_dense = NestedDense(
             in_dims=(self.num_heads, self.head_dim), out_dims=self.hidden_size,
-            nested="input", factors=self.factors, name="output")
-        self.dropout = keras.layers.Dropout(self.attention_dropout)
+            nested="input", factors=self.factors, dtype=self.dtype_policy, name="output")
+        self.dropout = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         for layer in (self.query, self.key, self.value, self.output_dense):
@@ -115,10 +115,14 @@ class NestedSelfAttention(keras.layers.Layer):
             value = tf.concat([old_value[:, :, :prefix], value], axis=2)
         # Softmax normalised after the value matmul: one pass less over [Q, T]. Dropout
         # of the unnormalised weights equals dropout of the probabilities (it is linear).
-        scores = tf.matmul(query, key, transpose_b=True)
+        # The matmuls run in the compute dtype (x's); the exponentials and their sums in
+        # float32 (the casts vanish at float32).
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32)
         probs = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
-        context = tf.matmul(self.dropout(probs, training=training), value) * tf.math.reciprocal(
-            tf.reduce_sum(probs, axis=-1, keepdims=True))
+        weighted = tf.matmul(apply_dropout(self.dropout, tf.cast(probs, x.dtype), training),
+                             value)
+        context = tf.cast(tf.cast(weighted, tf.float32) * tf.math.reciprocal(
+            tf.reduce_sum(probs, axis=-1, keepdims=True)), x.dtype)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, heads * width])
         output = tf.matmul(context, weights.out_kernel) + weights.out_bias
         return unflatten_rows(output, x), (key, value)

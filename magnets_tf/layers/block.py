@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from magnets_tf.layers.attention import AttentionWeights, NestedSelfAttention
 from magnets_tf.layers.mlp import MLPWeights, NestedMLP
-from magnets_tf.layers.nested import DEFAULT_FACTORS, flatten_rows, unflatten_rows
+from magnets_tf.layers.nested import (DEFAULT_FACTORS, apply_dropout, flatten_rows,
+                                      unflatten_rows)
 
 LAYER_NORM_EPSILON = 1e-12
 
@@ -15,13 +16,19 @@ class LayerNorm(keras.layers.LayerNormalization):
     """LayerNorm over the last axis: (x - mean) * rsqrt(var + eps) * gamma + beta.
 
     keras' layer (same gamma/beta weights and config) with the formula written out, so
-    that every pass of the model (training, cached decoding) runs the same ops."""
+    that every pass of the model (training, cached decoding) runs the same ops. Keras'
+    layer does not autocast its variables: gamma and beta stay float32 under a mixed
+    policy."""
 
     def call(self, x):
-        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-        centered = x - mean
+        """Statistics and affine map in float32 (the variables' dtype); the result in x's
+        dtype, so bfloat16 activations stay bfloat16 (no-op casts at float32)."""
+        rows = tf.cast(x, tf.float32)
+        mean = tf.reduce_mean(rows, axis=-1, keepdims=True)
+        centered = rows - mean
         var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
-        return centered * tf.math.rsqrt(var + self.epsilon) * self.gamma + self.beta
+        normed = centered * tf.math.rsqrt(var + self.epsilon) * self.gamma + self.beta
+        return tf.cast(normed, x.dtype)
 
 
 class BlockWeights(NamedTuple):
@@ -44,13 +51,16 @@ class NestedTransformerBlock(keras.layers.Layer):
         self.attention = NestedSelfAttention(hidden_size, num_heads, head_dim=head_dim,
                                              factors=factors,
                                              attention_dropout=attention_dropout,
-                                             name="attention")
+                                             dtype=self.dtype_policy, name="attention")
         self.factors = self.attention.factors
         self.head_dim = self.attention.head_dim
-        self.mlp = NestedMLP(hidden_size, mlp_dim, factors=self.factors, name="mlp")
-        self.attention_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="attention_norm")
-        self.mlp_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="mlp_norm")
-        self.dropout = keras.layers.Dropout(self.dropout_rate)
+        self.mlp = NestedMLP(hidden_size, mlp_dim, factors=self.factors,
+                             dtype=self.dtype_policy, name="mlp")
+        self.attention_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy,
+                                        name="attention_norm")
+        self.mlp_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy,
+                                  name="mlp_norm")
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         shape = (None, None, self.hidden_size)
@@ -77,10 +87,11 @@ class NestedTransformerBlock(keras.layers.Layer):
         attended, kv = self.attention.call_with_cache(x, weights.attention, kv_cache,
                                                       training=training)
         h = flatten_rows(x)
-        h = self.attention_norm(h + self.dropout(flatten_rows(attended), training=training))
+        h = self.attention_norm(
+            h + apply_dropout(self.dropout, flatten_rows(attended), training))
         mlp_out = self.mlp.unbiased_rows(h, weights.mlp)
         if training and self.dropout_rate:
-            h = h + self.dropout(mlp_out + weights.mlp.out_bias, training=training)
+            h = h + apply_dropout(self.dropout, mlp_out + weights.mlp.out_bias, training)
         else:
             h = h + mlp_out + weights.mlp.out_bias
         return unflatten_rows(self.mlp_norm(h), x), kv

@@ -34,9 +34,11 @@ class NestedMLP(keras.layers.Layer):
         self.mlp_dim = int(mlp_dim)
         self.factors = validate_factors(factors, mlp_dim=self.mlp_dim)
         self.intermediate = NestedDense(self.hidden_size, self.mlp_dim, nested="output",
-                                        factors=self.factors, name="intermediate")
+                                        factors=self.factors, dtype=self.dtype_policy,
+                                        name="intermediate")
         self.output_dense = NestedDense(self.mlp_dim, self.hidden_size, nested="input",
-                                        factors=self.factors, name="output")
+                                        factors=self.factors, dtype=self.dtype_policy,
+                                        name="output")
 
     def build(self, input_shape=None):
         self.intermediate.build()

@@ -45,6 +45,29 @@ def unflatten_rows(matrix, like):
     return tf.reshape(matrix, tf.concat([tf.shape(like)[:-1], tf.shape(matrix)[-1:]], axis=0))
 
 
+def cast_floats(structure, dtype):
+    """`structure` (a nest of tensors, variables and ints) with float tensors cast to dtype.
+
+    Decoding runs the layers' `call_with_cache` outside Keras' autocast: a decoder casts
+    the fused weights once per decode with this, and the compute dtype then flows from
+    the weights. Leaves already in `dtype` (and ints) are returned unchanged."""
+    dtype = tf.as_dtype(dtype)
+
+    def cast(leaf):
+        leaf_dtype = getattr(leaf, "dtype", None)
+        if leaf_dtype is None or not tf.as_dtype(leaf_dtype).is_floating:
+            return leaf
+        return leaf if tf.as_dtype(leaf_dtype) == dtype else tf.cast(leaf, dtype)
+
+    return tf.nest.map_structure(cast, structure)
+
+
+def apply_dropout(layer, x, training):
+    """`layer(x)` when training, x itself otherwise (a dropout layer of another dtype
+    policy would cast x to its own compute dtype even when it does nothing)."""
+    return layer(x, training=True) if training else x
+
+
 def nested_width(dim, factor, factors):
     """Width of a `dim`-wide axis in sub-model `factor`; ValueError if not configured."""
     if factor not in factors:

@@ -30,8 +30,11 @@ def preset_config(preset):
 @gin.configurable
 def build_transformer(preset="tiny", codebook_size=1024, num_classes=1000, num_tokens=256,
                       num_condition_tokens=0, factors=(1, 2, 4, 8), dropout=0.1,
-                      attention_dropout=0.1, **overrides):
-    """A built `MaskGitTransformer` of `preset` for the given vocabulary and token grid."""
+                      attention_dropout=0.1, dtype=None, **overrides):
+    """A built `MaskGitTransformer` of `preset` for the given vocabulary and token grid.
+
+    dtype: its Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16"; None:
+    the global policy, float32 unless set). Variables are float32 in every policy."""
     config = preset_config(preset)
     unknown = set(overrides) - set(config)
     if unknown:
@@ -42,6 +45,6 @@ def build_transformer(preset="tiny", codebook_size=1024, num_classes=1000, num_t
                                num_tokens=num_tokens, num_condition_tokens=num_condition_tokens,
                                factors=factors, dropout=dropout,
                                attention_dropout=attention_dropout, name=f"maskgit_{preset}",
-                               **config)
+                               dtype=dtype, **config)
     model.build()
     return model

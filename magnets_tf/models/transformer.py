@@ -9,8 +9,14 @@ import tensorflow as tf
 
 from magnets_tf.layers.block import LAYER_NORM_EPSILON, LayerNorm, NestedTransformerBlock
 from magnets_tf.layers.mlp import gelu_tanh
-from magnets_tf.layers.nested import (DEFAULT_FACTORS, flatten_rows, nested_width,
-                                      unflatten_rows, validate_factors)
+from magnets_tf.layers.nested import (DEFAULT_FACTORS, apply_dropout, cast_floats, flatten_rows,
+                                      nested_width, unflatten_rows, validate_factors)
+
+
+# Decode/compute dtype -> the Keras dtype policy of a model computing in it (variables
+# stay float32 in all three).
+COMPUTE_DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+                          "float16": "mixed_float16"}
 
 
 def _init():
@@ -57,20 +63,23 @@ class MaskGitTransformer(keras.Model):
         self.dropout_rate = float(dropout)
         self.attention_dropout = float(attention_dropout)
 
+        # Sub-layers share the model's dtype policy (Keras gives them the global one).
+        policy = self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
-            self.vocab_size, self.hidden_size, embeddings_initializer=_init(),
+            self.vocab_size, self.hidden_size, embeddings_initializer=_init(), dtype=policy,
             name="token_embedding")
-        self.embedding_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="embedding_norm")
-        self.embedding_dropout = keras.layers.Dropout(self.dropout_rate)
+        self.embedding_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy,
+                                        name="embedding_norm")
+        self.embedding_dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
         self.blocks = [
             NestedTransformerBlock(self.hidden_size, self.num_heads, self.mlp_dim,
                                    factors=self.factors, dropout=self.dropout_rate,
                                    attention_dropout=self.attention_dropout,
-                                   head_dim=self.head_dim, name=f"block_{i}")
+                                   head_dim=self.head_dim, dtype=policy, name=f"block_{i}")
             for i in range(self.num_layers)]
         self.head_dense = keras.layers.Dense(self.hidden_size, kernel_initializer=_init(),
-                                             name="head_dense")
-        self.head_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, name="head_norm")
+                                             dtype=policy, name="head_dense")
+        self.head_norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy, name="head_norm")
 
     # Vocabulary and sequence layout.
     @property
@@ -110,29 +119,34 @@ class MaskGitTransformer(keras.Model):
             block.build(shape)
         self.head_dense.build(shape)
         self.head_norm.build(shape)
+        # Added to the float32 logits: never autocast to a mixed policy's compute dtype.
         self.head_bias = self.add_weight(name="head_bias", shape=(self.codebook_size,),
-                                         initializer="zeros")
+                                         initializer="zeros", autocast=False)
         self.built = True
 
-    def embed(self, token_ids, positions=None, training=False):
+    def embed(self, token_ids, positions=None, training=False, dtype=tf.float32):
         """Token + position embedding (then LN, dropout) of ids [B, Q] at positions [B, Q]
-        (default: positions 0..Q-1)."""
-        x = tf.gather(self.token_embedding.embeddings, token_ids)
+        (default: positions 0..Q-1), in `dtype` (the compute dtype)."""
+        x = tf.cast(tf.gather(self.token_embedding.embeddings, token_ids), dtype)
         if positions is None:
-            x = x + self.position_embedding[: tf.shape(token_ids)[1]][None]
+            x = x + tf.cast(self.position_embedding[: tf.shape(token_ids)[1]][None], dtype)
         else:
-            x = x + tf.gather(self.position_embedding, positions)
-        return self.embedding_dropout(self.embedding_norm(x), training=training)
+            x = x + tf.cast(tf.gather(self.position_embedding, positions), dtype)
+        return apply_dropout(self.embedding_dropout, self.embedding_norm(x), training)
 
-    def fused_weights(self, factor):
+    def fused_weights(self, factor, dtype=None):
         """Per-block `BlockWeights` of sub-model `factor`, for `call_with_cache`.
 
         Slicing and fusing the kernels costs a pass over the weights: a decoder builds
-        them once per factor and reuses them at every step of that factor."""
+        them once per factor and reuses them at every step of that factor. dtype: cast
+        them to it (a decoder's compute dtype; None: as read, i.e. the variables' dtype,
+        or the autocast dtype inside a mixed-precision `__call__`). `call_with_cache`
+        computes in the dtype of the weights it is given."""
         if not self.built:
             self.build()
         nested_width(self.head_dim, factor, self.factors)
-        return tuple(block.fused_weights(factor) for block in self.blocks)
+        weights = tuple(block.fused_weights(factor) for block in self.blocks)
+        return weights if dtype is None else cast_floats(weights, dtype)
 
     def call_with_cache(self, token_ids, weights, positions=None, kv_caches=None,
                         training=False):
@@ -154,7 +168,8 @@ class MaskGitTransformer(keras.Model):
                                  f"layer ({self.num_layers})")
             if positions is None:
                 raise ValueError("kv_caches needs positions [B, Q] of the processed tokens")
-        x = self.embed(token_ids, positions, training=training)
+        x = self.embed(token_ids, positions, training=training,
+                       dtype=weights[0].attention.qkv_kernel.dtype)
         new_caches = []
         for i, (block, block_weights) in enumerate(zip(self.blocks, weights)):
             x, kv = block.call_with_cache(x, block_weights,
@@ -164,11 +179,15 @@ class MaskGitTransformer(keras.Model):
         return x, new_caches
 
     def logits(self, hidden):
-        """MLM head on hidden [..., d] -> logits [..., codebook_size] (tied embeddings)."""
+        """MLM head on hidden [..., d] -> float32 logits [..., codebook_size] (tied
+        embeddings). The matmuls run in hidden's dtype; softmax, losses, sampling and
+        confidence ranking get float32."""
         x = flatten_rows(hidden)
-        x = self.head_norm(gelu_tanh(tf.matmul(x, self.head_dense.kernel) + self.head_dense.bias))
-        codes = self.token_embedding.embeddings[: self.codebook_size]
-        return unflatten_rows(tf.matmul(x, codes, transpose_b=True) + self.head_bias, hidden)
+        kernel, bias = cast_floats((self.head_dense.kernel, self.head_dense.bias), x.dtype)
+        x = self.head_norm(gelu_tanh(tf.matmul(x, kernel) + bias))
+        codes = cast_floats(self.token_embedding.embeddings[: self.codebook_size], x.dtype)
+        scores = tf.cast(tf.matmul(x, codes, transpose_b=True), tf.float32)
+        return unflatten_rows(scores + self.head_bias, hidden)
 
     def call(self, token_ids, factor=1, training=False):
         """token_ids [B, 1+N] -> logits [B, N, codebook_size] of the grid tokens."""
@@ -202,8 +221,29 @@ class MaskGitTransformer(keras.Model):
                     codebook_size=self.codebook_size, num_classes=self.num_classes,
                     num_tokens=self.num_tokens, num_condition_tokens=self.num_condition_tokens,
                     factors=self.factors, dropout=self.dropout_rate,
-                    attention_dropout=self.attention_dropout, head_dim=self.head_dim)
+                    attention_dropout=self.attention_dropout, head_dim=self.head_dim,
+                    dtype=self.dtype_policy.name)
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def with_compute_dtype(model, compute_dtype):
+    """`model` computing in `compute_dtype` ("float32", "bfloat16", "float16"; None: as is).
+
+    The model itself when it already does; otherwise a copy with the same config and
+    weights under the matching policy (`COMPUTE_DTYPE_POLICIES`): a float32-trained
+    model decodes in bfloat16 this way, and a mixed_bfloat16-trained one in float32."""
+    if compute_dtype is None or model.compute_dtype == compute_dtype:
+        return model
+    if compute_dtype not in COMPUTE_DTYPE_POLICIES:
+        raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPE_POLICIES)}, got "
+                         f"{compute_dtype!r}")
+    if not model.built:
+        model.build()
+    copy = type(model).from_config(
+        dict(model.get_config(), dtype=COMPUTE_DTYPE_POLICIES[compute_dtype]))
+    copy.build()
+    copy.set_weights(model.get_weights())
+    return copy

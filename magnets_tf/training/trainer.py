@@ -120,7 +120,10 @@ class NestedMaskGitTrainer(keras.Model):
         with tf.GradientTape() as tape:
             total, per_model, logits, targets, mask = self.compute_losses(data, step)
             loss = tf.nn.compute_average_loss(total, global_batch_size=self.global_batch_size)
-        gradients = tape.gradient(loss, variables)
+            # The loss as is, except under a LossScaleOptimizer (mixed_float16), which
+            # scales it here and unscales the gradients in apply_gradients.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._global_logs(loss, per_model, logits, targets, mask, step)
 

@@ -11,6 +11,7 @@ import math
 import os
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -20,6 +21,8 @@ from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import loop, token_data, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
+
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _tokenizer_decode_fn(tokenizer_dir):
@@ -41,13 +44,18 @@ class TransformerTask(loop.TrainTask):
 
     global_batch_size is split over replicas. sample_every > 0 writes sample grids of
     every nested sub-model (`num_samples` class-conditional samples, `sample_steps`
-    decoding steps) to TensorBoard and model_dir/samples.
+    decoding steps) to TensorBoard and model_dir/samples. dtype_policy: the
+    transformer's Keras dtype policy (`DTYPE_POLICIES`; variables stay float32, losses
+    and logits float32; mixed_float16 adds dynamic loss scaling).
     """
 
     def __init__(self, tokens, global_batch_size, seed=0, sample_every=0, num_samples=8,
-                 sample_steps=8):
+                 sample_steps=8, dtype_policy="float32"):
         if int(global_batch_size) <= 0:
             raise ValueError(f"batch_size must be positive, got {global_batch_size}")
+        if dtype_policy not in DTYPE_POLICIES:
+            raise ValueError(f"unknown dtype_policy {dtype_policy!r}; known: {DTYPE_POLICIES}")
+        self.dtype_policy = dtype_policy
         self.tokens = tokens
         self.global_batch_size = int(global_batch_size)
         self.seed = int(seed)
@@ -58,13 +66,16 @@ class TransformerTask(loop.TrainTask):
         self.transformer = build_transformer(
             codebook_size=self.tokens.codebook_size, num_classes=self.tokens.num_classes,
             num_tokens=math.prod(self.tokens.grid),
-            num_condition_tokens=self.tokens.num_condition_tokens)
+            num_condition_tokens=self.tokens.num_condition_tokens, dtype=self.dtype_policy)
         self.optimizer = make_optimizer(total_steps=train_steps)
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        update_optimizer = (keras.optimizers.LossScaleOptimizer(self.optimizer)
+                            if self.dtype_policy == "mixed_float16" else self.optimizer)
         self.trainer = trainer_lib.NestedMaskGitTrainer(
             self.transformer, global_batch_size=self.global_batch_size, seed=self.seed,
             total_steps=train_steps)
-        self.trainer.compile(optimizer=self.optimizer, jit_compile=False)
-        self.optimizer.build(self.transformer.trainable_variables)
+        self.trainer.compile(optimizer=update_optimizer, jit_compile=False)
+        update_optimizer.build(self.transformer.trainable_variables)
 
     @property
     def iterations(self):
@@ -92,6 +103,7 @@ class TransformerTask(loop.TrainTask):
     def hparams(self):
         trainer = self.trainer
         return dict(preset=self.transformer.name, batch_size=self.global_batch_size,
+                    dtype_policy=self.dtype_policy,
                     factors=",".join(map(str, trainer.factors)), loss_mode=trainer.loss_mode,
                     alpha_decay_steps=trainer.alpha_decay_steps,
                     label_smoothing=trainer.label_smoothing,
@@ -115,17 +127,18 @@ class TransformerTask(loop.TrainTask):
 def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=256, seed=0,
           checkpoint_every=1000, keep_checkpoints=3, log_every=100, sample_every=0,
           num_samples=8, sample_steps=8, jit_compile="auto", steps_per_loop=1, progress=True,
-          extra_callbacks=()):
+          extra_callbacks=(), dtype_policy="float32"):
     """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
 
     batch_size is the global batch (split over replicas). steps_per_loop steps run per
     host sync (checkpoint_every and log_every are rounded up to multiples of it).
-    jit_compile: "auto", True or False (XLA for the per-replica step). Returns the run's
-    summary.
+    jit_compile: "auto", True or False (XLA for the per-replica step). dtype_policy:
+    "float32", "mixed_bfloat16" or "mixed_float16" (see `TransformerTask`; recorded in the
+    exported transformer_config.json). Returns the run's summary.
     """
     task = TransformerTask(token_data.TokenShards(tokens_dir), batch_size, seed=seed,
                            sample_every=sample_every, num_samples=num_samples,
-                           sample_steps=sample_steps)
+                           sample_steps=sample_steps, dtype_policy=dtype_policy)
     return loop.run(task, model_dir, strategy, train_steps,
                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                     log_every=log_every, jit_compile=jit_compile, progress=progress,
