@@ -66,13 +66,6 @@ flags.DEFINE_string("best_gin", None, "Where the best plan's gin file goes "
 FLAGS = flags.FLAGS
 
 
-def _ints(name):
-    try:
-        return tuple(int(v) for v in FLAGS[name].value)
-    except ValueError:
-        raise app.UsageError(f"--{name} must be integers, got {FLAGS[name].value}") from None
-
-
 def _budget_flag():
     given = [n for n in ("budget_gflops", "budget_ratio", "budget_latency_ms")
              if FLAGS[n].value is not None]
@@ -113,7 +106,7 @@ def main():
     out = Path(FLAGS.output_dir)
     model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)
     arch = flops.ArchSpec.from_model(model)
-    factors = _ints("factors") if FLAGS.factors else tuple(model.factors)
+    factors = app.int_list("factors") if FLAGS.factors else tuple(model.factors)
     missing = sorted(set(factors) - set(model.factors))
     if missing:
         raise app.UsageError(f"--factors {missing} are not the model's factors {model.factors}")
@@ -152,8 +145,8 @@ def main():
         budget_gflops = FLAGS.budget_gflops
 
     try:
-        space = search.search_space(plan_fn, arch, _ints("num_steps_choices"), factors,
-                                    FLAGS.refresh_choices, _ints("guidance_steps_choices"),
+        space = search.search_space(plan_fn, arch, app.int_list("num_steps_choices"), factors,
+                                    FLAGS.refresh_choices, app.int_list("guidance_steps_choices"),
                                     FLAGS.order, include=[paper.candidate])
         rounds = search.halving_rounds(FLAGS.num_samples, FLAGS.halving_rounds, FLAGS.seed)
     except ValueError as e:  # the flags describe no valid search
@@ -252,8 +245,8 @@ def _summary(out, setting, budget_flag, budget_gflops, space, feasible, maximal,
         budget=dict(flag=budget_flag, value=FLAGS[budget_flag].value,
                     gflops=budget_gflops, tolerance=search.BUDGET_TOLERANCE),
         space=dict(plans=len(space), within_budget=len(feasible), budget_maximal=len(maximal),
-                   num_steps=_ints("num_steps_choices"), refresh=list(FLAGS.refresh_choices),
-                   guidance_steps=_ints("guidance_steps_choices"), order=FLAGS.order),
+                   num_steps=app.int_list("num_steps_choices"), refresh=list(FLAGS.refresh_choices),
+                   guidance_steps=app.int_list("guidance_steps_choices"), order=FLAGS.order),
         pool=[c.key for c in pool], keep=FLAGS.keep,
         rounds=[dict(index=r.index, n=r.n, seed=r.seed) for r in rounds],
         anchors={label: dict(key=a.key, gflops_exact=a.gflops) for label, a in anchors.items()},

