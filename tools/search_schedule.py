@@ -118,8 +118,10 @@ def main():
     maskgit_pp = search.cost_candidate(search.maskgit_pp_candidate(), plan_fn, arch)
     anchors = {"paper": paper, "maskgit_pp": maskgit_pp}
     fixed = {name: getattr(paper.plan, name) for name in search.FIXED_SETTINGS}
-    setting = dict(model_dir=os.path.realpath(FLAGS.model_dir),
-                   tokenizer_dir=os.path.realpath(FLAGS.tokenizer_dir),
+    setting = dict(model_dir=FLAGS.model_dir,
+                   model_digest=search.weights_digest(FLAGS.model_dir),
+                   tokenizer_dir=FLAGS.tokenizer_dir,
+                   tokenizer_digest=search.weights_digest(FLAGS.tokenizer_dir),
                    reference=FLAGS.reference, reference_n=FLAGS.reference_n,
                    batch_size=FLAGS.batch_size, jit_compile=FLAGS.jit_compile,
                    xla_flags=os.environ.get("XLA_FLAGS", ""), **fixed)

@@ -435,6 +435,22 @@ def pareto_front(rows):
     return front
 
 
+WEIGHT_FILE_PATTERNS = ("*.h5", "*.keras", "*_config.json")
+
+
+def weights_digest(folder):
+    """SHA-1 of a saved model's weights and config files (not of metrics or logs written
+    beside them): what a cached evaluation depends on, wherever the folder is checked out."""
+    folder = pathlib.Path(folder)
+    paths = sorted({p for pattern in WEIGHT_FILE_PATTERNS for p in folder.glob(pattern)})
+    if not paths:
+        raise ValueError(f"{folder} holds no weights ({', '.join(WEIGHT_FILE_PATTERNS)})")
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class EvaluationCache:
     """One JSON file per evaluated (plan, n, seed) under `folder`, written atomically.
 

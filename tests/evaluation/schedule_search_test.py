@@ -294,3 +294,16 @@ def test_search_on_a_tiny_random_model(tmp_path):
     assert [strip(h) for h in again] == [strip(h) for h in history]
     best = history[-1]["ranked"][0]
     assert best["gflops_exact"] <= budget and best["n"] == 6
+
+
+def test_weights_digest_follows_the_weights_not_the_folder_or_the_logs(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "transformer.weights.h5").write_bytes(b"weights")
+        (tmp_path / name / "transformer_config.json").write_text("{}")
+    (tmp_path / "b" / "metrics.json").write_text('{"fid": 1}')
+    assert search.weights_digest(tmp_path / "a") == search.weights_digest(tmp_path / "b")
+    (tmp_path / "b" / "transformer.weights.h5").write_bytes(b"trained more")
+    assert search.weights_digest(tmp_path / "a") != search.weights_digest(tmp_path / "b")
+    with pytest.raises(ValueError, match="holds no weights"):
+        search.weights_digest(tmp_path)
