@@ -39,13 +39,6 @@ flags.DEFINE_integer("max_points", None, "Evaluate at most this many new points 
 FLAGS = flags.FLAGS
 
 
-def _ints(name):
-    try:
-        return tuple(int(v) for v in FLAGS[name].value)
-    except ValueError:
-        raise app.UsageError(f"--{name} must be integers, got {FLAGS[name].value}") from None
-
-
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     scoring_flags.reference()
@@ -55,7 +48,7 @@ def main():
     try:
         points = sweep.build_points(
             FLAGS.families, total=FLAGS.total_steps, min_steps=FLAGS.min_steps,
-            steps_per_model=_ints("steps_per_model"), factors=_ints("factors"),
+            steps_per_model=app.int_list("steps_per_model"), factors=app.int_list("factors"),
             schedule=plan_flags.plan_setting("model_schedule"))
     except ValueError as e:  # the flags name no valid points
         raise app.UsageError(str(e)) from None

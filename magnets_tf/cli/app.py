@@ -44,6 +44,14 @@ def run(main):
     app.run(absl_main, flags_parser=_parse_flags)
 
 
+def int_list(name, flag_values=flags.FLAGS):
+    """The ints of list flag --name (a usage error naming the flag if one is not an int)."""
+    try:
+        return tuple(int(v) for v in flag_values[name].value)
+    except ValueError:
+        raise UsageError(f"--{name} must be integers, got {flag_values[name].value}") from None
+
+
 def _parse_flags(argv):
     try:
         return flags.FLAGS(argv)

@@ -77,6 +77,19 @@ def _time_decode(decoder, class_ids, seed):
     return time.perf_counter() - start
 
 
+def plan_latency(model, plan: DecodePlan, batch_size, repeats=3, seed=0, jit_compile=True):
+    """Median seconds of one batch decode of `plan` (compilation and a warm-up run
+    excluded): the latency a schedule search holds to a budget."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    decoder = Decoder(model, plan, batch_size, jit_compile=jit_compile)
+    class_ids = np.arange(batch_size, dtype=np.int32) % max(model.num_classes, 1)
+    _time_decode(decoder, class_ids, [seed, 0])
+    _time_decode(decoder, class_ids, [seed, 1])
+    return float(np.median([_time_decode(decoder, class_ids, [seed, 2 + r])
+                            for r in range(repeats)]))
+
+
 @gin.configurable(denylist=["model", "plan"])
 def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None,
                   jit_compile=True, probe_seconds=2.0):

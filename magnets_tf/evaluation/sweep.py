@@ -23,7 +23,7 @@ import tqdm
 
 from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE, format_model_schedule
 from magnets_tf.decoding.schedule import parse_model_schedule
-from magnets_tf.utils import files
+from magnets_tf.utils import files, images
 
 FAMILIES = ("compositions", "scaling", "cache", "baseline", "nested", "scale_down")
 
@@ -222,9 +222,5 @@ def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    try:
-        files.atomic_write(png_path, lambda tmp: fig.savefig(
-            tmp, dpi=120, bbox_inches="tight", format="png"), suffix=".png")
-    finally:
-        plt.close(fig)
+    images.write_figure(png_path, fig)
     return png_path

@@ -64,6 +64,17 @@ def write_png(path, image):
     return files.atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"), suffix=".png")
 
 
+def write_figure(path, figure, dpi=120):
+    """Writes a matplotlib figure to the PNG `path` atomically and closes it (also when the
+    write fails); returns the path."""
+    import matplotlib.pyplot as plt
+    try:
+        return files.atomic_write(path, lambda tmp: figure.savefig(
+            tmp, dpi=dpi, bbox_inches="tight", format="png"), suffix=".png")
+    finally:
+        plt.close(figure)
+
+
 def save_image_grid(images, path, columns=None, gap=0):
     """Writes `image_grid(images, columns, gap)` to the PNG `path`; returns the path."""
     return write_png(path, image_grid(images, columns, gap))

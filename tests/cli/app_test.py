@@ -64,3 +64,15 @@ def test_unexpected_errors_keep_their_traceback(tool):
     out = _run(tool, "--fail=bug")
     assert out.returncode == 1 and "Traceback" in out.stderr and "KeyError" in out.stderr
     assert "error:" not in out.stderr
+
+
+def test_int_list_reads_ints_and_names_a_bad_flag():
+    from absl import flags
+    from magnets_tf.cli import app
+    values = flags.FlagValues()
+    flags.DEFINE_list("sizes", ["1", "2"], "Sizes.", flag_values=values)
+    values(["prog"])
+    assert app.int_list("sizes", values) == (1, 2)
+    values.sizes = ["1", "x"]
+    with pytest.raises(app.UsageError, match=r"--sizes must be integers, got \['1', 'x'\]"):
+        app.int_list("sizes", values)

@@ -38,3 +38,12 @@ def test_run_benchmark_reports_consistent_numbers():
     assert table.splitlines()[-1] == benchmark.summary_line(result)
     with pytest.raises(ValueError, match="repeats"):
         benchmark.run_benchmark(model, plan, repeats=0)
+
+
+def test_plan_latency_times_one_batch_decode():
+    model = build_transformer("tiny", codebook_size=32, num_classes=10, num_tokens=16)
+    plan = make_plan(16, 4, "8:2,1:2", guidance_scale=1.0, guidance_steps=1)
+    seconds = benchmark.plan_latency(model, plan, batch_size=2, repeats=1, jit_compile=False)
+    assert 0 < seconds < 60
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        benchmark.plan_latency(model, plan, batch_size=2, repeats=0)

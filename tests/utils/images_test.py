@@ -42,3 +42,14 @@ def test_write_png_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded, grey[..., 0])
     with pytest.raises(ValueError, match="PNG"):
         images.write_png(tmp_path / "bad.png", np.zeros((2, 2, 2)))
+
+
+def test_write_figure_writes_a_png_and_closes_the_figure(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = images.write_figure(tmp_path / "plot.png", figure)
+    assert Image.open(path).format == "PNG"
+    assert not plt.fignum_exists(figure.number)
