@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from magnets_tf.cli import app, gin_flags  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 
 gin_flags.define_gin_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, TensorBoard and the "
@@ -24,6 +25,9 @@ flags.DEFINE_integer("train_steps", None, "Total optimizer steps of the run (sch
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (local "
                      "mirrored runs); 0 leaves it alone.")
 flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
+flags.DEFINE_bool("allow_config_change", False, "Resume --model_dir even though the model or "
+                  "gin settings differ from the stored ones (they are listed and the old "
+                  "files kept in config_history/).")
 
 FLAGS = flags.FLAGS
 
@@ -33,6 +37,7 @@ def main():
         raise app.UsageError("--gin_file is required (e.g. gin/fashion_mnist/magnets_tiny.gin)")
     if FLAGS.train_steps <= 0:
         raise app.UsageError(f"--train_steps must be positive, got {FLAGS.train_steps}")
+    files.check_writable_dir(FLAGS.model_dir, "--model_dir")
 
     from magnets_tf.training import distribute
     if FLAGS.logical_cpus:  # before TF initialises its devices
@@ -44,8 +49,9 @@ def main():
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together
         raise app.UsageError(str(e)) from None
+    overrides = dict(allow_config_change=True) if FLAGS.allow_config_change else {}
     summary = transformer_task.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                                     progress=FLAGS.progress)
+                                     progress=FLAGS.progress, **overrides)
     logs = " ".join(f"{k}={v:.4f}" for k, v in sorted(summary["logs"].items()))
     print(f"done: step={summary['final_step']} steps_per_second="
           f"{summary['steps_per_second']:.2f} {logs}", flush=True)
