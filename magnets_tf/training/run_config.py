@@ -152,8 +152,8 @@ def check_resume(model_dir, operative_config, model_config=None, allow_change=Fa
         raise ConfigDriftError(
             f"{model_dir} was trained with another configuration (resuming at step "
             f"{start_step}): {_describe(blocking)}. Use the original settings or a new "
-            f"model_dir, or pass --allow_config_change (gin train.allow_config_change=True) "
-            f"to continue with the new ones")
+            f"model_dir, or pass --allow_config_change (gin: allow_config_change=True of the "
+            f"training function) to continue with the new ones")
     changed = blocking + accepted
     if changed:
         archived = ([stored_gin] if refused or accepted else []) + (
