@@ -390,35 +390,33 @@ class Drill:
         ok, line = one_clear_error(result, (1, 2), r"train\.batch_size must be an integer")
         return dict(code=result.returncode, observed=line, survived=ok)
 
-    def _a_file(self, name):
+    def _output_is_a_file(self, name, command, pattern):
+        """Runs `command(path)` where `path` is a regular file used as an output."""
         path = os.path.join(self.work_dir, name)
         with open(path, "w") as f:
             f.write("a file, not a directory\n")
-        return path
+        result = self.run(command(path))
+        ok, line = one_clear_error(result, (1, 2), pattern)
+        return dict(code=result.returncode, observed=line, survived=ok)
 
     def model_dir_is_file(self):
-        path = self._a_file("model_dir_file")
-        result = self.train(path, 4)
-        ok, line = one_clear_error(result, (1, 2), r"is a file")
-        return dict(code=result.returncode, observed=line, survived=ok)
+        return self._output_is_a_file("model_dir_file", lambda path: self.train_command(
+            path, 4), r"model_dir.* is a file")
 
     def export_base_is_file(self):
-        path = self._a_file("export_base_file")
-        result = self.run(self.tool(
-            "export", f"--export_base={path}",
-            f"--transformer_dir={os.path.join(REFERENCE, 'magnets_small')}",
-            f"--tokenizer_dir={os.path.join(REFERENCE, 'tokenizer')}"))
-        ok, line = one_clear_error(result, (1, 2), r"export_base.* is a file")
-        return dict(code=result.returncode, observed=line, survived=ok)
+        return self._output_is_a_file("export_base_file", lambda path: self.tool(
+            "export", f"--export_base={path}", *self._reference_model_flags()),
+            r"export_base.* is a file")
 
     def png_inside_file(self):
-        path = self._a_file("png_parent_file")
-        result = self.run(self.tool(
+        return self._output_is_a_file("png_parent_file", lambda path: self.tool(
             "sample", f"--model_dir={os.path.join(REFERENCE, 'magnets_small')}",
             f"--tokenizer_dir={os.path.join(REFERENCE, 'tokenizer')}",
-            f"--output={os.path.join(path, 'grid.png')}"))
-        ok, line = one_clear_error(result, (1, 2), r"--output .* is inside .*, a file")
-        return dict(code=result.returncode, observed=line, survived=ok)
+            f"--output={os.path.join(path, 'grid.png')}"), r"--output .* is inside .*, a file")
+
+    def _reference_model_flags(self):
+        return (f"--transformer_dir={os.path.join(REFERENCE, 'magnets_small')}",
+                f"--tokenizer_dir={os.path.join(REFERENCE, 'tokenizer')}")
 
     def _on_full_disk(self, name, leave_bytes):
         if self.mount_problem:

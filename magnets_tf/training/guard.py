@@ -115,13 +115,9 @@ class DivergenceGuard:
                                          f"{self.spike_factor:g}x its running median "
                                          f"{median:.4g}", step - 2)
         if weight_norm is not None:
-            if not math.isfinite(weight_norm):
-                self._diverged(step, f"the weights became {weight_norm} (norm)", step - 1)
-            previous = self._weight_norm
-            if (self.max_weight_growth is not None and previous
-                    and weight_norm > self.max_weight_growth * previous):
-                self._diverged(step, f"the weight norm jumped from {previous:.4g} to "
-                                     f"{weight_norm:.4g} in one update", step - 1)
+            self._check_weights(step, weight_norm, "the weights became {norm} (norm)",
+                                "the weight norm jumped from {previous:.4g} to {norm:.4g} "
+                                "in one update")
             self._weight_norm = weight_norm
         for key, history in self._history.items():
             if key in logs:
@@ -131,13 +127,18 @@ class DivergenceGuard:
         """Before a checkpoint of step `step`: raises DivergenceError unless the weights
         are finite and within the growth bound of the last accepted step (the saver's own
         line of defence, also when steps are checked only at loop boundaries)."""
-        if weight_norm is None:
-            return
-        if not math.isfinite(weight_norm):
-            self._diverged(step, f"the weights to be saved are {weight_norm} (norm)", step - 1)
+        if weight_norm is not None:
+            self._check_weights(step, weight_norm, "the weights to be saved are {norm} (norm)",
+                                "the weight norm to be saved, {norm:.4g}, exceeds "
+                                "max_weight_growth x the last checked {previous:.4g}")
+
+    def _check_weights(self, step, norm, non_finite, jumped):
+        """Raises DivergenceError (the weights after update `step` are bad) if `norm` is
+        NaN/Inf or grew beyond `max_weight_growth` since the last checked step; the
+        messages are format strings of `norm` and `previous`."""
+        if not math.isfinite(norm):
+            self._diverged(step, non_finite.format(norm=norm), step - 1)
         previous = self._weight_norm
         if (self.max_weight_growth is not None and previous
-                and weight_norm > self.max_weight_growth * previous):
-            self._diverged(step, f"the weight norm to be saved, {weight_norm:.4g}, exceeds "
-                                 f"{self.max_weight_growth:g}x the last checked "
-                                 f"{previous:.4g}", step - 1)
+                and norm > self.max_weight_growth * previous):
+            self._diverged(step, jumped.format(norm=norm, previous=previous), step - 1)

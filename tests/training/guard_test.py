@@ -86,3 +86,11 @@ def test_checks_can_be_switched_off_and_unlogged_keys_are_skipped():
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DivergenceGuard(**kwargs)
+
+
+def test_save_check_without_growth_bound_still_refuses_non_finite_weights():
+    guard = DivergenceGuard(max_weight_growth=None)
+    guard.start(1.0)
+    guard.check_saved(1, 1e30)
+    with pytest.raises(DivergenceError, match="to be saved are inf"):
+        guard.check_saved(1, math.inf)
