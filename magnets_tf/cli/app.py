@@ -30,7 +30,7 @@ import warnings
 
 from absl import app, flags
 
-from magnets_tf.utils import files
+from magnets_tf.utils import errors, files
 
 UsageError = app.UsageError
 USAGE_ERROR = 2
@@ -51,7 +51,6 @@ _OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM
 _DISK_FULL = re.compile(r"No space left on device|out of space|ENOSPC|Disk quota exceeded",
                         re.IGNORECASE)
 _READ_ONLY = re.compile(r"Read-only file system|EROFS", re.IGNORECASE)
-_PATH = re.compile(r"(/[^\s;:,'\"]+)")
 
 
 class RunFailure(RuntimeError):
@@ -155,22 +154,14 @@ def _expected_types():
     return (ValueError, RunFailure, NonFiniteLossError, RunLockError)
 
 
-def _first_line(text):
-    """The first line of a TensorFlow message, without its node and op annotations."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    line = lines[0] if lines else ""
-    return re.sub(r"\s*\[\[\{\{node [^]]*\]\]|\s*\[Op:[^]]*\]", "", line).strip()
-
-
 def _tensorflow_message(error):
     """One line for TensorFlow's file and data errors; None for other (unexpected) ones."""
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(error, tf.errors.OpError):
         return None
-    text = getattr(error, "message", str(error))
-    line = _first_line(text)
-    path = _PATH.search(text)
-    where = path.group(1) if path else "the output"
+    text = errors.message_of(error)
+    line = errors.first_line(text)
+    where = errors.path_in(text) or "the output"
     if _DISK_FULL.search(text):
         return (f"no space left on the device of {where} (disk or quota full): free space "
                 f"or write elsewhere, then run again; files completed earlier are intact")
@@ -186,8 +177,18 @@ def _tensorflow_message(error):
     return None
 
 
+def _unwrap_gin(error):
+    """The original of an error gin re-raised from a configurable: gin raises a proxy
+    subclass (to add "In call to configurable ...") that has no errno or filename."""
+    while (getattr(type(error).__init__, "__module__", None) == "gin.utils"
+           and isinstance(error.__context__, BaseException)):
+        error = error.__context__
+    return error
+
+
 def expected_error_message(error):
     """The one-line message of an expected failure (module docstring), or None."""
+    error = _unwrap_gin(error)
     if isinstance(error, OSError) and error.errno in _OS_ERRORS:
         return files.describe_os_error(error)
     message = _tensorflow_message(error)

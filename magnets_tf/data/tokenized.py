@@ -19,6 +19,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from magnets_tf.utils import errors
+
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("codebook_size", "grid", "num_classes", "num_examples", "tokenizer")
@@ -209,7 +211,7 @@ def verify_token_shards(path, expected_codebook_size=None, expected_grid=None):
             for batch in tf.data.TFRecordDataset(file).batch(1024).map(parse):
                 count += int(tf.shape(batch["label"])[0])
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise TokenShardError(f"shard {file} is corrupted ({e.message.splitlines()[0]}): "
+            raise TokenShardError(f"shard {file} is corrupted ({errors.first_line(e)}): "
                                   f"re-create the shards with tools/tokenize_dataset.py") \
                 from None
         if count != int(shard["num_examples"]):

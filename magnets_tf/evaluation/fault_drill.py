@@ -30,8 +30,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GIN = os.path.join(ROOT, "gin", "fashion_mnist", "magnets_tiny.gin")
 REFERENCE = os.path.join(ROOT, "checkpoints", "fashion_mnist")
 BASE_STEPS = 4
-# Not part of a run's data: rewritten by every run on purpose.
-VOLATILE = ("tensorboard", "run.lock", "train_summary.json", "config_history")
+# Not a run's data: rewritten by every run on purpose (`checkpoint` is the state file
+# listing the checkpoints; train_summary.json keeps earlier runs under "history").
+VOLATILE = ("tensorboard", "run.lock", "train_summary.json", "checkpoint")
 
 
 class Skipped(Exception):
@@ -70,13 +71,15 @@ def _digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def snapshot(directory):
-    """{relative path: sha256} of the files under `directory` that hold a run's data."""
+def snapshot(directory, everything=False):
+    """{relative path: sha256} of the files under `directory` that hold a run's data
+    (all files with `everything`)."""
     found = {}
     for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if d not in VOLATILE]
+        if not everything:
+            dirs[:] = [d for d in dirs if d not in VOLATILE]
         for name in names:
-            if name in VOLATILE:
+            if name in VOLATILE and not everything:
                 continue
             path = os.path.join(root, name)
             found[os.path.relpath(path, directory)] = _digest(path)
@@ -85,8 +88,10 @@ def snapshot(directory):
 
 def count_lost(before, directory, only=None):
     """How many files of the snapshot `before` (paths starting with `only`, if given)
-    have no identical copy left anywhere under `directory`."""
-    now = set(snapshot(directory).values()) if os.path.isdir(directory) else set()
+    have no identical copy left anywhere under `directory` (set aside or archived
+    copies count as kept)."""
+    now = set(snapshot(directory, everything=True).values()) if os.path.isdir(directory) \
+        else set()
     return sum(1 for path, digest in before.items()
                if (only is None or path.startswith(only)) and digest not in now)
 
@@ -108,15 +113,17 @@ def truncate_half(path):
         f.truncate(os.path.getsize(path) // 2)
 
 
-def format_report(outcomes):
-    """The table (one row per fault) and the last line `faults=N survived=N data_lost=K`
-    (plus `skipped=K` when faults could not be injected here)."""
+def format_report(outcomes, width=150):
+    """The table (one row per fault; observed lines cut to `width` characters) and the
+    last line `faults=N survived=N data_lost=K` (plus `skipped=K` when faults could not
+    be injected here)."""
     header = ("fault", "expected", "rc", "observed (first error line)", "survived",
               "data_lost")
     rows = [header]
     for o in outcomes:
         survived = "skipped" if o.survived is None else ("yes" if o.survived else "NO")
-        rows.append((o.fault, o.expected, str(o.code), o.observed, survived,
+        observed = o.observed if len(o.observed) <= width else o.observed[:width - 3] + "..."
+        rows.append((o.fault, o.expected, str(o.code), observed, survived,
                      str(o.data_lost)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + " | " + row[-1]
@@ -184,9 +191,10 @@ def directory_bytes(directory):
 class Drill:
     """Tiny real runs in `work_dir` with faults injected (see the module docstring)."""
 
-    def __init__(self, work_dir, log=print, timeout=900):
+    def __init__(self, work_dir, log=None, timeout=900):
+        import tqdm
         self.work_dir = os.path.abspath(work_dir)
-        self.log = log
+        self.log = log or tqdm.tqdm.write  # Lines above the progress bar.
         self.timeout = timeout
         self.tokens_dir = os.path.join(self.work_dir, "tokens")
         self.base_dir = os.path.join(self.work_dir, "base")
@@ -359,7 +367,7 @@ class Drill:
 
     def other_preset(self):
         return self._refused_resume("preset", r"another configuration.*preset",
-                                    "build_transformer.preset='small'")
+                                    "build_transformer.preset='mini'")
 
     def truncated_checkpoint(self):
         model_dir = self.copy_base("truncated")
@@ -522,7 +530,7 @@ class Drill:
                 except Skipped as reason:
                     row = Outcome(name, expected, observed=f"skipped: {reason}", survived=None)
                 except Exception as error:  # noqa: BLE001 (a drill failure is a row)
-                    row = Outcome(name, expected, observed=f"drill failed: {error!r}"[:110])
+                    row = Outcome(name, expected, observed=f"drill failed: {error!r}")
                 row.seconds = time.time() - started
                 self.log(f"{name}: survived={row.survived} rc={row.code} {row.observed} "
                          f"({row.seconds:.0f}s)")

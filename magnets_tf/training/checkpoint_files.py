@@ -13,7 +13,7 @@ import re
 
 import tensorflow as tf
 
-from magnets_tf.utils import files
+from magnets_tf.utils import errors, files
 
 _STEP = re.compile(r"ckpt-(\d+)$")
 
@@ -50,8 +50,7 @@ def readable(prefix):
         for key in reader.get_variable_to_shape_map():
             reader.get_tensor(key)
     except Exception as error:  # noqa: BLE001 (TF raises OpError, IndexError, ValueError...)
-        text = getattr(error, "message", None) or str(error) or type(error).__name__
-        return f"{type(error).__name__}: {text.strip().splitlines()[0]}"
+        return f"{type(error).__name__}: {errors.first_line(error)}"
     return None
 
 

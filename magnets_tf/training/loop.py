@@ -44,7 +44,7 @@ from absl import logging
 from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import checkpoint_files, distribute, run_config, run_lock
 from magnets_tf.training import guard as guard_lib
-from magnets_tf.utils import files
+from magnets_tf.utils import errors, files
 
 OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
@@ -163,8 +163,8 @@ def _restore(checkpoint, checkpoint_dir, task):
             if reason is None:
                 raise CheckpointError(
                     f"checkpoint {prefix} does not match this model/trainer configuration "
-                    f"({_first_sentence(error)}): use the configuration it was trained with "
-                    f"or a new model_dir") from None
+                    f"({errors.first_line(' '.join(str(error).split()))}): use the "
+                    f"configuration it was trained with or a new model_dir") from None
             skipped.append((prefix, reason))
             continue
         for bad, reason in skipped:
@@ -181,15 +181,6 @@ def _restore(checkpoint, checkpoint_dir, task):
         raise CheckpointError(f"no checkpoint in {checkpoint_dir} can be read: {listed}. "
                               f"Move them away to train from scratch")
     return int(task.iterations.numpy())
-
-
-def _first_sentence(error):
-    """The start of an exception's message, without the tensor dumps TF appends."""
-    text = " ".join(str(error).split())
-    for stop in (" Showing ", " [<", ": [<"):
-        if stop in text:
-            text = text[:text.index(stop)]
-    return text[:300]
 
 
 def _check_finite(logs, step, guard, weight_norm):

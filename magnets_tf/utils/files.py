@@ -44,6 +44,11 @@ def atomic_write(path, write_fn, suffix=""):
     try:
         write_fn(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        # A write that failed half-way (e.g. a full disk) names no file: name the target.
+        raise OSError(error.errno, error.strerror, path) from error
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -25,6 +25,12 @@ def main():
     if kind == "full":
         import errno
         raise OSError(errno.ENOSPC, "No space left on device", "/data/model/ckpt-3.index")
+    if kind == "gin_full":
+        import errno, gin
+        @gin.configurable
+        def write():
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/w.h5")
+        write()
     if kind == "dataloss":
         import tensorflow as tf
         raise tf.errors.DataLossError(None, None, "corrupted record at 40\\n\\t [[{{node x}}]]")
@@ -63,6 +69,9 @@ def _run(tool, *args):
     (["--fail=full"], 1, "error: no space left on the device of /data/model/ckpt-3.index "
                          "(disk or quota full): free space or write elsewhere, then run "
                          "again; files completed earlier are intact"),
+    (["--fail=gin_full"], 1, "error: no space left on the device of /data/w.h5 (disk or "
+                             "quota full): free space or write elsewhere, then run again; "
+                             "files completed earlier are intact"),
     (["--fail=dataloss"], 1, "error: corrupt or truncated data: corrupted record at 40"),
     (["--fail=tf_full"], 1, "error: no space left on the device of /data/m/ckpt-3_temp/"
                             "part-00000 (disk or quota full): free space or write elsewhere, "

@@ -30,15 +30,19 @@ def test_one_clear_error_needs_code_single_line_match_and_no_traceback():
 
 def test_data_lost_counts_changed_or_deleted_files_not_moved_ones(tmp_path):
     for name in ("a.bin", "checkpoints/ckpt-1.index", "checkpoints/ckpt-2.index",
-                 "tensorboard/events", "run.lock"):
+                 "checkpoints/checkpoint", "tensorboard/events", "run.lock", "config.gin"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(name)
     before = fault_drill.snapshot(str(tmp_path))
-    assert sorted(before) == ["a.bin", "checkpoints/ckpt-1.index", "checkpoints/ckpt-2.index"]
+    assert sorted(before) == ["a.bin", "checkpoints/ckpt-1.index", "checkpoints/ckpt-2.index",
+                              "config.gin"]
     (tmp_path / "checkpoints" / "corrupt").mkdir()
     os.replace(tmp_path / "checkpoints" / "ckpt-2.index",
                tmp_path / "checkpoints" / "corrupt" / "ckpt-2.index")
     (tmp_path / "tensorboard" / "events").write_text("rewritten")
+    (tmp_path / "config_history").mkdir()  # An archived copy counts as kept.
+    os.replace(tmp_path / "config.gin", tmp_path / "config_history" / "config-step2.gin")
+    (tmp_path / "config.gin").write_text("new settings")
     assert fault_drill.count_lost(before, str(tmp_path)) == 0
     (tmp_path / "a.bin").write_text("changed")
     os.remove(tmp_path / "checkpoints" / "ckpt-1.index")

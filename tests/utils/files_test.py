@@ -110,3 +110,14 @@ def test_owner_tags_tell_live_writers():
         f".tmp-export-pid999999999@{socket.gethostname()}-abc")
     assert files.written_by_live_process(".tmp-export-pid1@otherhost-abc")  # Cannot check.
     assert not files.written_by_live_process(".x.tmp-abc")
+
+
+def test_a_write_failing_half_way_names_the_target(tmp_path):
+    def full_disk(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as caught:
+        files.atomic_write(tmp_path / "transformer.weights.h5", full_disk)
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(tmp_path / "transformer.weights.h5")
+    assert os.listdir(tmp_path) == []
