@@ -12,7 +12,6 @@ nothing written before the fault was lost. Prints the table, then the last line
 read-only faults mount a small tmpfs: they need root and are skipped (with the reason)
 elsewhere. docs/reliability.md explains each row.
 """
-import os
 import shutil
 import tempfile
 

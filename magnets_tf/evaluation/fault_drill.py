@@ -335,7 +335,7 @@ class Drill:
         before = snapshot(model_dir)
         result = self.train(model_dir, 6)
         swept = not any(os.path.exists(p) for p in debris)
-        took_over = f"took over the stale lock" in result.stderr and str(first.pid) in \
+        took_over = "took over the stale lock" in result.stderr and str(first.pid) in \
             result.stderr
         ok = result.returncode == 0 and swept and took_over and \
             result.stderr.count("removed debris") == len(debris)

@@ -32,7 +32,6 @@ weights, checked before any callback so a diverged step is never saved); the cal
 list is where host-side work at step boundaries plugs in.
 """
 import abc
-import json
 import os
 import time
 
@@ -42,7 +41,8 @@ import tensorflow as tf
 from absl import logging
 
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import checkpoint_files, distribute, run_config, run_lock
+from magnets_tf.training import (checkpoint_files, distribute, run_config, run_lock,
+                                 run_state)
 from magnets_tf.training import guard as guard_lib
 from magnets_tf.utils import errors, files
 
@@ -188,53 +188,6 @@ def _check_finite(logs, step, guard, weight_norm):
     guard.check(step, logs, weight_norm() if weight_norm else None)
 
 
-def _diverged(error, checkpoint, checkpoint_dir, task, model_dir):
-    """After a divergence: sets aside the checkpoints taken after its onset, re-exports the
-    last good checkpoint if newer ones were exported, and says where a restart resumes."""
-    good = checkpoint_files.newest_at_or_before(checkpoint_dir, error.last_good_step)
-    later = [p for p in checkpoint_files.checkpoints(checkpoint_dir)
-             if checkpoint_files.step_of(p) > error.last_good_step]
-    moved = ""
-    for prefix in later:
-        moved = checkpoint_files.set_aside(prefix, "diverged")
-    if later:
-        checkpoint_files.write_state(checkpoint_dir,
-                                     checkpoint_files.checkpoints(checkpoint_dir))
-        if good:
-            checkpoint.restore(good).expect_partial()
-            task.export(model_dir)
-        moved = (f"; checkpoints taken after it ({', '.join(os.path.basename(p) for p in later)}"
-                 f") were moved to {moved}")
-    where = (f"the last checkpoint before the divergence is {good} (a restart resumes "
-             f"there)" if good else "no checkpoint precedes it (a restart starts over)")
-    return DivergenceError(
-        f"{error}. Nothing of that step was saved; {where}{moved}. Lower the learning rate "
-        f"or check the data, then run again", error.step, error.last_good_step)
-
-
-def _read_text(path):
-    """The text of `path`, or None if it does not exist."""
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def _summary_with_history(path, summary):
-    """`summary` plus the earlier runs' summaries kept from an existing file."""
-    history = []
-    try:
-        with open(path) as f:
-            previous = json.load(f)
-        if isinstance(previous, dict):
-            history = list(previous.pop("history", []))
-            history.append(previous)
-    except (OSError, ValueError):
-        pass
-    return dict(summary, history=history) if history else summary
-
-
 def _write_config_summaries(writer, operative_config, hparams):
     from tensorboard.plugins.hparams import api as hp_api
 
@@ -293,8 +246,7 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
                                          max_to_keep=int(keep_checkpoints))
 
     operative_path = os.path.join(model_dir, OPERATIVE_CONFIG)
-    if _read_text(operative_path) != operative:  # Unchanged files are not rewritten.
-        files.write_text(operative_path, operative)
+    run_state.write_text_if_changed(operative_path, operative)
     iterator = iter(distribute.distribute_dataset(
         strategy, lambda context: task.dataset(context, start_step)))
     train_function = distribute.make_train_function(task.train_step, strategy, jit_compile)
@@ -333,7 +285,11 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
             for callback in all_callbacks:
                 callback.on_train_batch_end(step, logs)
     except DivergenceError as error:
-        raise _diverged(error, checkpoint, checkpoint_dir, task, model_dir) from None
+        def restore_and_export(prefix):
+            checkpoint.restore(prefix).expect_partial()
+            task.export(model_dir)
+
+        raise run_state.after_divergence(error, checkpoint_dir, restore_and_export) from None
     finally:
         for callback in all_callbacks:
             callback.on_train_end(logs)
@@ -346,5 +302,5 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
                    logs=logs, seconds=elapsed,
                    steps_per_second=steps_done / elapsed if elapsed else 0.0)
     summary_path = os.path.join(model_dir, SUMMARY_FILE)
-    files.write_json(summary_path, _summary_with_history(summary_path, summary))
+    files.write_json(summary_path, run_state.summary_with_history(summary_path, summary))
     return summary
