@@ -21,6 +21,7 @@ CONFIGURABLE_MODULES = (
     "magnets_tf.models.vqgan",
     "magnets_tf.training.distribute",
     "magnets_tf.training.frame_prediction",
+    "magnets_tf.training.guard",
     "magnets_tf.training.masking",
     "magnets_tf.training.optimizer",
     "magnets_tf.training.tokenizer_trainer",

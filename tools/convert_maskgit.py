@@ -18,6 +18,7 @@ from absl import flags
 from magnets_tf.checkpoints import maskgit
 from magnets_tf.cli import app
 from magnets_tf.models.saving import save_tokenizer, save_transformer
+from magnets_tf.utils import files
 
 flags.DEFINE_string("tokenizer_checkpoint", None, "Official VQGAN tokenizer msgpack file.")
 flags.DEFINE_string("transformer_checkpoint", None, "Official MaskGIT transformer msgpack file.")
@@ -55,7 +56,7 @@ def main():
     fl = flags.FLAGS
     if not fl.tokenizer_checkpoint and not fl.transformer_checkpoint:
         raise app.UsageError("give --tokenizer_checkpoint and/or --transformer_checkpoint")
-    os.makedirs(fl.output_dir, exist_ok=True)
+    files.check_writable_dir(fl.output_dir, "--output_dir")
     if fl.tokenizer_checkpoint:
         model = maskgit.vqgan_from_checkpoint(fl.tokenizer_checkpoint, fl.image_size)
         _write(fl.output_dir, "tokenizer", lambda p: save_tokenizer(model, p), fl.overwrite)

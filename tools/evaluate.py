@@ -40,6 +40,7 @@ FLAGS = flags.FLAGS
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     dataset, split = scoring_flags.reference()
+    files.check_writable_dir(FLAGS.output_dir, "--output_dir")
     gin_flags.parse_gin_flags()
     from magnets_tf.evaluation import classifier, generation
 

@@ -15,6 +15,7 @@ import math
 from absl import flags
 
 from magnets_tf.cli import app, gin_flags, model_flags, plan_flags
+from magnets_tf.utils import files
 
 flags.DEFINE_string("export_base", None, "Model base path: versions go to EXPORT_BASE/<n>/.",
                     required=True)
@@ -66,6 +67,7 @@ def _tokenizer():
 
 def main():
     batch_sizes = _batch_sizes()
+    files.check_writable_dir(FLAGS.export_base, "--export_base")
     model_flags.check_model_source(FLAGS.transformer_dir, "transformer_dir")
     gin_flags.parse_gin_flags()
     import keras

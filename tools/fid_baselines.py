@@ -28,6 +28,7 @@ def main():
     if not flags.FLAGS.pr_k + 1 < n <= 5000:
         raise app.UsageError(f"--n must be in [{flags.FLAGS.pr_k + 2}, 5000] (k-NN needs "
                              f"more than pr_k={flags.FLAGS.pr_k} points), got {n}")
+    files.check_writable_dir(flags.FLAGS.output_dir, "--output_dir")
     import numpy as np
 
     from magnets_tf.data.datasets import load_arrays

@@ -25,6 +25,8 @@ FLAGS = flags.FLAGS
 
 
 def main():
+    if FLAGS.output:
+        files.check_output_file(FLAGS.output, "--output")
     from magnets_tf.evaluation import findings, sweep
 
     tables = {}

@@ -45,12 +45,15 @@ flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compil
                   "loaded CPU; timing compares plans under the same setting).")
 flags.DEFINE_bool("train", True, "Train (else load the transformer from --model_dir).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
+flags.DEFINE_bool("allow_config_change", False, "Resume --model_dir even though the model or "
+                  "gin settings differ from the stored ones.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
 FLAGS = flags.FLAGS
 
 
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
+    files.check_writable_dir(FLAGS.model_dir, "--model_dir")
     gin_flags.parse_gin_flags()
     tokenizer = load_tokenizer(FLAGS.tokenizer_dir)
     if not hasattr(tokenizer, "video_shape"):
@@ -67,7 +70,6 @@ def main():
     if FLAGS.train and not 0 < FLAGS.batch_size <= FLAGS.num_train_videos:
         raise app.UsageError(f"--batch_size={FLAGS.batch_size} must be in "
                              f"[1, --num_train_videos={FLAGS.num_train_videos}]")
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
 
     if FLAGS.train:
         videos, labels = moving_mnist_arrays(FLAGS.dataset, "train", FLAGS.num_train_videos,
@@ -78,7 +80,8 @@ def main():
         summary = frame_prediction.train_frame_prediction(
             FLAGS.model_dir, train_tokens, labels, codebook_size=tokenizer.codebook_size,
             num_classes=10, num_condition_tokens=condition_tokens,
-            batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+            batch_size=FLAGS.batch_size, progress=FLAGS.progress,
+            **(dict(allow_config_change=True) if FLAGS.allow_config_change else {}))
         print(f"trained {summary['final_step']} steps: {summary['logs']}")
     model = saving.load_transformer(FLAGS.model_dir)
     if model.num_condition_tokens != condition_tokens:

@@ -247,8 +247,7 @@ def write_report(out, dataset, budget):
 
 
 def main():
-    out = Path(FLAGS.output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(files.check_writable_dir(FLAGS.output_dir, "--output_dir")).resolve()
     dataset = pick_dataset(FLAGS.dataset)
     budget = QUICK if FLAGS.quick else FULL
     start = time.time()

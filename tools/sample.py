@@ -77,6 +77,9 @@ def _class_ids():
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     class_ids = _class_ids()
+    files.check_output_file(FLAGS.output, "--output")
+    if FLAGS.output_tokens:
+        files.check_output_file(FLAGS.output_tokens, "--output_tokens")
     gin_flags.parse_gin_flags()
     from magnets_tf.evaluation import generation
     from magnets_tf.models.saving import load_tokenizer

@@ -9,13 +9,16 @@ written to a temporary directory and renamed when complete.
 """
 import os
 
-import numpy as np
-import tensorflow as tf
 from absl import flags
 
-from magnets_tf.cli import app
-from magnets_tf.data import datasets, tokenized
-from magnets_tf.models.saving import load_tokenizer
+from magnets_tf.cli import app  # noqa: I100 (first: it quiets TensorFlow's import)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from magnets_tf.data import datasets, tokenized  # noqa: E402
+from magnets_tf.models.saving import load_tokenizer  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 
 flags.DEFINE_string("tokenizer_dir", None, "Trained tokenizer model dir (tools/train_tokenizer.py).")
 flags.DEFINE_string("dataset", "fashion_mnist", "Offline set or tfds name.")
@@ -61,6 +64,7 @@ def main():
     fl = flags.FLAGS
     if fl.max_examples < 0:
         raise app.UsageError(f"--max_examples must be >= 0, got {fl.max_examples}")
+    files.check_writable_dir(fl.output_dir, "--output_dir")
     model = load_tokenizer(fl.tokenizer_dir)
     metadata = dict(codebook_size=model.codebook_size, grid=list(model.grid_shape),
                     num_classes=_num_classes(fl.dataset),

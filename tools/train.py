@@ -18,6 +18,7 @@ import gin  # noqa: E402
 from absl import flags  # noqa: E402
 
 from magnets_tf.cli import app, gin_flags  # noqa: E402
+from magnets_tf.utils import files  # noqa: E402
 
 gin_flags.define_gin_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, TensorBoard and the "
@@ -41,6 +42,9 @@ flags.DEFINE_enum("dtype_policy", None, ["float32", "mixed_bfloat16", "mixed_flo
                   "Keras dtype policy of the transformer (variables, losses and logits stay "
                   "float32; mixed_float16 adds loss scaling). Default: gin "
                   "train.dtype_policy, else float32.")
+flags.DEFINE_bool("allow_config_change", False, "Resume --model_dir even though the model or "
+                  "gin settings differ from the stored ones (they are listed and the old "
+                  "files kept in config_history/).")
 
 FLAGS = flags.FLAGS
 
@@ -52,6 +56,7 @@ def main():
         raise app.UsageError(f"--train_steps must be positive, got {FLAGS.train_steps}")
     if FLAGS.steps_per_loop is not None and FLAGS.steps_per_loop < 1:
         raise app.UsageError(f"--steps_per_loop must be >= 1, got {FLAGS.steps_per_loop}")
+    files.check_writable_dir(FLAGS.model_dir, "--model_dir")
 
     from magnets_tf.training import distribute
     if FLAGS.logical_cpus:  # before TF initialises its devices
@@ -65,13 +70,15 @@ def main():
             gin.bind_parameter("train.steps_per_loop", FLAGS.steps_per_loop)
         if FLAGS.jit_compile is not None:
             gin.bind_parameter("train.jit_compile", FLAGS.jit_compile)
+        if FLAGS.dtype_policy is not None:
+            gin.bind_parameter("train.dtype_policy", FLAGS.dtype_policy)
     try:
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together
         raise app.UsageError(str(e)) from None
-    policy = {} if FLAGS.dtype_policy is None else dict(dtype_policy=FLAGS.dtype_policy)
+    overrides = dict(allow_config_change=True) if FLAGS.allow_config_change else {}
     summary = transformer_task.train(FLAGS.model_dir, strategy, FLAGS.train_steps,
-                                     progress=FLAGS.progress, **policy)
+                                     progress=FLAGS.progress, **overrides)
     logs = " ".join(f"{k}={v:.4f}" for k, v in sorted(summary["logs"].items()))
     print(f"done: step={summary['final_step']} steps_per_second="
           f"{summary['steps_per_second']:.2f} {logs}", flush=True)

@@ -5,6 +5,7 @@ python tools/train_classifier.py --dataset=fashion_mnist --model_dir=runs/classi
 from absl import flags
 
 from magnets_tf.cli import app
+from magnets_tf.utils import files
 
 flags.DEFINE_string("dataset", "fashion_mnist", "Offline data set (fashion_mnist, mnist5k).")
 flags.DEFINE_string("model_dir", None, "Output directory.", required=True)
@@ -17,6 +18,7 @@ FLAGS = flags.FLAGS
 def main():
     if FLAGS.epochs <= 0:
         raise app.UsageError(f"--epochs must be positive, got {FLAGS.epochs}")
+    files.check_writable_dir(FLAGS.model_dir, "--model_dir")
     from magnets_tf.data.datasets import load_arrays
     from magnets_tf.evaluation import classifier
     train_x, train_y = load_arrays(FLAGS.dataset, "train")

@@ -19,6 +19,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from magnets_tf.utils import errors
+
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("codebook_size", "grid", "num_classes", "num_examples", "tokenizer")
@@ -209,12 +211,32 @@ def verify_token_shards(path, expected_codebook_size=None, expected_grid=None):
             for batch in tf.data.TFRecordDataset(file).batch(1024).map(parse):
                 count += int(tf.shape(batch["label"])[0])
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise TokenShardError(f"shard {file} is corrupted: {e.message.splitlines()[0]}") \
+            raise TokenShardError(f"shard {file} is corrupted ({errors.first_line(e)}): "
+                                  f"re-create the shards with tools/tokenize_dataset.py") \
                 from None
         if count != int(shard["num_examples"]):
             raise TokenShardError(f"shard {file} holds {count} examples, metadata says "
                                   f"{shard['num_examples']}")
     return metadata
+
+
+def explain_read_error(path, error):
+    """A TokenShardError naming the shard behind `error` (a tf.errors.OpError raised while
+    training read the shards of `path`), or None if the shards are intact.
+
+    TFRecord readers check every record's CRC, so a damaged shard fails with a bare
+    "corrupted record at <offset>" that names no file; this re-reads the shards once
+    (`verify_token_shards`) to find the bad one. Called only after a read failed, so
+    healthy runs pay nothing.
+    """
+    try:
+        verify_token_shards(path)
+    except TokenShardError as shard_error:
+        return shard_error
+    message = getattr(error, "message", str(error)).strip().splitlines()
+    if any("token shards in" in line for line in message):
+        return TokenShardError(message[0])
+    return None
 
 
 def _parser(metadata, path):

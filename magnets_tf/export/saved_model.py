@@ -26,11 +26,16 @@ are encoded (later frames hidden, as in training) and kept; the rest is generate
 Inputs are declared with an unknown leading dimension and checked inside the graph, so a
 wrong batch, a seed that is not an int32 pair, a class id outside [0, num_classes) or a
 code outside [0, codebook_size) fails with InvalidArgument and a message naming it, in
-every client (TF Serving does not check fed shapes against the signature).
+every client (TF Serving does not check fed shapes against the signature). Dtypes are
+exact (`INPUT_DTYPES`): the model server rejects a tensor of another dtype ("Expects
+arg[i] to be int32 but double is provided"); Python's `Session.run` casts fed values
+instead (`export.server_path` runs requests the server's way; docs/serving.md).
 
-The version directory is written into a hidden temp directory beside it and renamed into
-place: a failed export leaves nothing, an existing version is never overwritten, and the
-model server (which only loads integer-named directories) never sees a partial version.
+The version directory is written into a hidden temp directory beside it
+(`.tmp-export-pid<pid>@<host>-*`) and renamed into place: a failed export leaves nothing, an
+existing version is never overwritten, and the model server (which only loads
+integer-named directories) never sees a partial version. Each export first sweeps the
+temp directories of exports killed on this host (`files.sweep_debris`).
 """
 import dataclasses
 import json
@@ -47,11 +52,16 @@ import tensorflow as tf
 from magnets_tf.data.video import condition_frames
 from magnets_tf.decoding.decoder import Decoder
 from magnets_tf.decoding.schedule import DecodePlan
+from magnets_tf.utils import files
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 PLAN_FILE = os.path.join("assets", "plan.json")
 BATCHING_FILE = "batching_parameters.txt"
 SIGNATURE_KINDS = ("serving_default", "generate_tokens", "decode_tokens", "encode_images")
+# The dtype of every signature input; a request tensor of another dtype is rejected.
+INPUT_DTYPES = dict(class_ids=tf.int32, seed=tf.int32, tokens=tf.int32, images=tf.uint8,
+                    clips=tf.uint8)
+TEMP_PREFIX = ".tmp-export-"
 _VERSION = re.compile(r"^[0-9]+$")
 
 
@@ -264,15 +274,17 @@ class _Endpoints:
         return {"tokens": tf.cast(tokens, tf.int32)}
 
     def input_signature(self, kind):
+        def spec(name, shape):
+            return tf.TensorSpec([None, *shape], INPUT_DTYPES[name], name=name)
+
         if kind in ("serving_default", "generate_tokens"):
-            specs = [tf.TensorSpec([None], tf.int32, name="class_ids"),
-                     tf.TensorSpec([None], tf.int32, name="seed")]
+            specs = [spec("class_ids", []), spec("seed", [])]
             if self.condition_frames:  # frame prediction: the clips to continue
-                specs.append(tf.TensorSpec([None, *self.image_shape], tf.uint8, name="clips"))
+                specs.append(spec("clips", self.image_shape))
             return specs
         if kind == "decode_tokens":
-            return [tf.TensorSpec([None, *self.grid_shape], tf.int32, name="tokens")]
-        return [tf.TensorSpec([None, *self.image_shape], tf.uint8, name="images")]
+            return [spec("tokens", self.grid_shape)]
+        return [spec("images", self.image_shape)]
 
     def example_inputs(self, kind, rng):
         """Valid inputs of `kind` (numpy, keyed by input name) for warm-up requests."""
@@ -355,13 +367,16 @@ def build_archive(transformer, tokenizer, plan, batch_sizes=(1,), default_batch_
 
 def export_saved_model(transformer, tokenizer, plan, export_base, batch_sizes=(1,),
                        default_batch_size=None, jit_compile=True, warmup=True, seed=0):
-    """Writes export_base/<next version>/ (see the module docstring); returns its path."""
+    """Writes export_base/<next version>/ (see the module docstring); returns its path.
+
+    export_base is checked (writable, not a file) before the archive is built."""
     sizes, default = _normalize_batch_sizes(batch_sizes, default_batch_size)
+    export_base = os.path.abspath(str(export_base))
+    files.check_writable_dir(export_base, "export_base")
+    files.sweep_debris(export_base, log=print)
     archive, endpoints = build_archive(transformer, tokenizer, plan, sizes, default,
                                        jit_compile)
-    export_base = os.path.abspath(str(export_base))
-    os.makedirs(export_base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_base)
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{files.owner_tag()}-", dir=export_base)
     try:
         target = os.path.join(tmp, "model")
         archive.write_out(target, verbose=False)

@@ -2,9 +2,12 @@
 
 A model directory holds `<kind>_config.json` (the constructor arguments, `get_config()`)
 and `<kind>.weights.h5` (Keras weights). Both are written atomically, weights first, so a
-config on disk always describes weights that are complete. Every failure to load is one
-`ModelFileError` naming the file and what to do.
+config on disk always describes weights that are complete. The weights file is built in
+memory and written with Python's file API: h5py writing straight to a full disk can crash
+the process, Python fails with a clean OSError (ENOSPC) and the old file stays. Every
+failure to load is one `ModelFileError` naming the file and what to do.
 """
+import io
 import json
 import os
 
@@ -20,10 +23,23 @@ class ModelFileError(ValueError):
     """A model directory is missing, incomplete, corrupt or does not fit its config."""
 
 
+class _WeightsBuffer(io.BytesIO):
+    """An in-memory .weights.h5 target (Keras checks the name's ending)."""
+
+    def __str__(self):
+        return "in-memory.weights.h5"
+
+
+def weights_bytes(model):
+    """The content of `model`'s .weights.h5 file, serialized in memory."""
+    buffer = _WeightsBuffer()
+    model.save_weights(buffer)
+    return buffer.getvalue()
+
+
 def save_model(model, model_dir, config_name, weights_name):
     """Writes `model`'s weights, then its config, into model_dir (each atomically)."""
-    files.atomic_write(os.path.join(model_dir, weights_name), model.save_weights,
-                       suffix=".weights.h5")
+    files.write_bytes(os.path.join(model_dir, weights_name), weights_bytes(model))
     files.write_json(os.path.join(model_dir, config_name), model.get_config())
 
 

@@ -24,7 +24,8 @@ _PER_MODEL = re.compile(r"(.+)_p\d+$")  # "loss_p4" -> group "loss"
 
 
 class NonFiniteLossError(RuntimeError):
-    """Loss or weights became NaN/Inf; the last good checkpoint was left untouched."""
+    """Training diverged (NaN/Inf or exploding loss or weights); nothing of the diverged
+    step was saved."""
 
 
 class LoopCallback(keras.callbacks.Callback):
@@ -128,14 +129,14 @@ class ScalarSummaries(LoopCallback):
 class CheckpointSaver(LoopCallback):
     """Saves the training state every `every` steps and at the end; `on_save(step)` after.
 
-    The loop raises on a non-finite loss before callbacks run, and before saving the
-    weights are checked too (a finite loss can still produce a NaN update), so a bad step
-    never overwrites the last good checkpoint.
+    The loop's divergence guard runs before callbacks; `before_save(step)` runs again just
+    before each save and raises to refuse it (the loop passes the guard's weight check), so
+    diverged weights are never written.
     """
 
-    def __init__(self, manager, every, total_steps, on_save=None, weights=()):
+    def __init__(self, manager, every, total_steps, on_save=None, before_save=None):
         super().__init__()
-        self.weights = list(weights)
+        self.before_save = before_save
         self.manager = manager
         self.every = int(every)
         self.total_steps = int(total_steps)
@@ -143,12 +144,8 @@ class CheckpointSaver(LoopCallback):
 
     def on_loop_end(self, step, logs):
         if self.due(step, self.every) or step == self.total_steps:
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights])
-            if not bool(finite):
-                raise NonFiniteLossError(
-                    f"weights became NaN/Inf at step {step}: training stopped. The last "
-                    f"good checkpoint ({self.manager.latest_checkpoint or 'none'}) was not "
-                    f"overwritten; lower the learning rate or check the data, then restart")
+            if self.before_save is not None:
+                self.before_save(step)
             self.manager.save(checkpoint_number=step)
             if self.on_save is not None:
                 self.on_save(step)

@@ -23,10 +23,12 @@ from magnets_tf.training.transformer_task import TransformerTask
 def train_frame_prediction(model_dir, clip_tokens, class_ids, codebook_size, num_classes,
                            num_condition_tokens, batch_size=32, num_steps=2000, seed=0,
                            checkpoint_every=500, keep_checkpoints=2, log_every=100,
-                           progress=True, strategy=None, callbacks=()):
+                           progress=True, strategy=None, callbacks=(),
+                           allow_config_change=False):
     """Trains (or resumes) a frame-prediction transformer on clip tokens int [M, N] with
     class ids [M]; returns the run's summary. The transformer is in `model_dir`
-    (`models.saving.load_transformer`); `callbacks` go to `loop.run`."""
+    (`models.saving.load_transformer`); `callbacks` and `allow_config_change` go to
+    `loop.run`."""
     if int(num_condition_tokens) <= 0:
         raise ValueError(f"frame prediction needs num_condition_tokens > 0, got "
                          f"{num_condition_tokens}")
@@ -35,4 +37,5 @@ def train_frame_prediction(model_dir, clip_tokens, class_ids, codebook_size, num
     task = TransformerTask(tokens, batch_size, seed=seed)
     return loop.run(task, model_dir, strategy or tf.distribute.get_strategy(), num_steps,
                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                    log_every=log_every, progress=progress, callbacks=callbacks)
+                    log_every=log_every, progress=progress, callbacks=callbacks,
+                    allow_config_change=allow_config_change)

@@ -7,16 +7,22 @@ owns what they share; the task owns what differs (models, optimizers, the update
 State in `model_dir`:
   checkpoints/ckpt-<step>.*   the task's checkpoint items (tf.train.CheckpointManager,
                               `keep_checkpoints` kept); the step is `task.iterations`
+  checkpoints/corrupt/, checkpoints/diverged/
+                              checkpoints set aside (unreadable; taken after a divergence)
   operative_config.gin        the gin configuration that ran
+  config_history/             earlier configurations a resumed run changed (`run_config`)
+  run.lock                    the pid and host of the run using model_dir (`run_lock`)
   tensorboard/                scalars, config text, hparams and the task's images
-  train_summary.json          first and final step, last logs, steps/s of this run
+  train_summary.json          first and final step, last logs, steps/s of this run, and
+                              the summaries of earlier runs ("history")
   + whatever `task.export` writes at every checkpoint (e.g. the transformer's weights).
 
-Resume: a restarted run restores the latest checkpoint, continues at its step and asks
-the task for data starting at that step; tasks draw masks, dropout and data order as
-functions of (seed, step), so a run killed with SIGKILL and restarted reaches the weights
-of an uninterrupted run. A non-finite loss (checked every step) or non-finite weights
-(checked before every save) stop the run without touching the last good checkpoint.
+Resume: a restarted run restores the newest complete checkpoint, continues at its step
+and asks the task for data starting at that step; tasks draw masks, dropout and data order
+as functions of (seed, step), so a run killed with SIGKILL and restarted reaches the weights
+of an uninterrupted run. Before anything is written the loop takes the model_dir lock,
+sweeps the debris of killed writes and checks that the stored model and gin configuration
+match the new run's (docs/reliability.md).
 
 Steps per loop: `steps_per_loop` steps run inside one tf.function
 (`distribute.make_train_function`) with their logs averaged on the device; the host
@@ -31,11 +37,12 @@ directories that are removed (`distribute.WorkerTempCheckpoints`).
 
 Extension points (each in one place): the loop function is built by
 `distribute.make_train_function` (steps per loop, XLA); `_restore` decides what a
-restart loads (fallbacks, config drift); `_check_finite` is the divergence guard; the
-callbacks list is where host-side work at loop boundaries plugs in.
+restart loads (newest complete checkpoint, config drift); `_check_finite` is the
+divergence guard (`guard.DivergenceGuard`: non-finite or spiking loss, exploding
+weights, checked before any callback so a diverged step is never saved); the callbacks
+list is where host-side work at loop boundaries plugs in.
 """
 import abc
-import math
 import os
 import time
 
@@ -45,8 +52,10 @@ import tensorflow as tf
 from absl import logging
 
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import distribute
-from magnets_tf.utils import files
+from magnets_tf.training import (checkpoint_files, distribute, run_config, run_lock,
+                                 run_state)
+from magnets_tf.training import guard as guard_lib
+from magnets_tf.utils import errors, files
 
 OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
@@ -54,6 +63,11 @@ TENSORBOARD_DIR = "tensorboard"
 SUMMARY_FILE = "train_summary.json"
 
 NonFiniteLossError = callbacks_lib.NonFiniteLossError
+DivergenceError = guard_lib.DivergenceError
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of model_dir can be restored into this task."""
 
 
 class TrainTask(abc.ABC):
@@ -93,9 +107,20 @@ class TrainTask(abc.ABC):
     def export(self, model_dir):
         """Writes the trained model for other tools (after every checkpoint)."""
 
+    # Logs the divergence guard watches for spikes (NaN/Inf in "loss" always stops).
+    divergence_keys = ("loss", "grad_norm")
+
     def guarded_variables(self):
-        """Variables checked for NaN/Inf before every checkpoint."""
+        """Variables whose norm the divergence guard checks after every step."""
         return []
+
+    def model_config(self):
+        """(file name in model_dir, config dict) of the model, compared on resume; or None."""
+        return None
+
+    def explain_data_error(self, error):
+        """An exception naming the bad input file behind a tf.data `error`, or None."""
+        return None
 
     def learning_rate(self, step):
         """The learning rate at `step` for TensorBoard, or None."""
@@ -131,30 +156,47 @@ def _checkpoint(task):
     return tf.train.Checkpoint(**items)
 
 
-def _restore(checkpoint, manager, task):
-    """Restores the latest checkpoint (if any) into the built task; returns its step."""
-    latest = manager.latest_checkpoint
-    if latest:
+def _restore(checkpoint, checkpoint_dir, task):
+    """Restores the newest complete checkpoint (if any) into the built task; returns its
+    step. Newer ones that cannot be read (truncated, corrupt) are set aside into
+    `checkpoints/corrupt/` with a warning naming each; one that reads but does not fit
+    the task is a configuration error (no fallback: the older ones would not fit either)."""
+    skipped = []
+    for prefix in checkpoint_files.checkpoints(checkpoint_dir):
+        status = None
         try:
-            checkpoint.restore(latest).assert_consumed()
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
-            raise ValueError(f"checkpoint {latest} does not match this model/trainer "
-                             f"configuration (changed preset, factors, codebook or data? use "
-                             f"a new model_dir or the original config): {e}") from None
-        print(f"Resumed from {latest} at step {int(task.iterations.numpy())}", flush=True)
+            status = checkpoint.restore(prefix)
+            status.assert_consumed()
+        except Exception as error:  # noqa: BLE001 (sorted below: corrupt or mismatched)
+            if status is not None:
+                status.expect_partial()  # No "unrestored values" warnings at exit.
+            reason = checkpoint_files.readable(prefix)
+            if reason is None:
+                raise CheckpointError(
+                    f"checkpoint {prefix} does not match this model/trainer configuration "
+                    f"({errors.first_line(' '.join(str(error).split()))}): use the "
+                    f"configuration it was trained with or a new model_dir") from None
+            skipped.append((prefix, reason))
+            continue
+        for bad, reason in skipped:
+            moved_to = checkpoint_files.set_aside(bad, "corrupt")
+            logging.warning("skipped checkpoint %s: it cannot be read (%s); its files were "
+                            "moved to %s", bad, reason, moved_to)
+        if skipped:
+            checkpoint_files.write_state(checkpoint_dir,
+                                         checkpoint_files.checkpoints(checkpoint_dir))
+        print(f"Resumed from {prefix} at step {int(task.iterations.numpy())}", flush=True)
+        return int(task.iterations.numpy())
+    if skipped:
+        listed = "; ".join(f"{p} ({reason})" for p, reason in skipped)
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir} can be read: {listed}. "
+                              f"Move them away to train from scratch")
     return int(task.iterations.numpy())
 
 
-def _check_finite(logs, step, manager, first_step=None):
-    """Stops the run on a non-finite loss, naming the checkpoint left untouched. With
-    steps per loop, `logs` are the means over steps first_step..step."""
-    if not math.isfinite(logs["loss"]):
-        where = (f"at step {step}" if first_step in (None, step)
-                 else f"in steps {first_step}-{step}")
-        raise NonFiniteLossError(
-            f"loss is {logs['loss']} {where}: training stopped. The last good "
-            f"checkpoint ({manager.latest_checkpoint or 'none'}) was not overwritten; "
-            f"lower the learning rate or check the data, then restart to resume")
+def _check_finite(logs, step, guard, weight_norm):
+    """The divergence guard of one step (see `guard.DivergenceGuard`)."""
+    guard.check(step, logs, weight_norm() if weight_norm else None)
 
 
 def _write_config_summaries(writer, operative_config, hparams):
@@ -192,15 +234,34 @@ def loop_ends(start_step, train_steps, steps_per_loop):
 
 
 def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_checkpoints=3,
-        log_every=100, jit_compile="auto", progress=True, callbacks=(), steps_per_loop=1):
+        log_every=100, jit_compile="auto", progress=True, callbacks=(), steps_per_loop=1,
+        allow_config_change=False, guard=None):
     """Trains `task` up to `train_steps` (resuming from `model_dir`); returns the summary.
 
     jit_compile: "auto" (`distribute.default_jit_compile`), True or False. Schedules span
     `train_steps`: keep it fixed across restarts of one run. steps_per_loop: steps per
-    host sync (callbacks, the loss check and checkpoints at loop boundaries; the weights
-    do not depend on it). `callbacks` are extra keras-style callbacks
+    host sync (callbacks, the divergence guard and checkpoints at loop boundaries; the
+    weights do not depend on it). `callbacks` are extra keras-style callbacks
     (`on_train_batch_end(step, logs)` at loop boundaries, with Python floats).
+    allow_config_change: resume even if the model or gin settings differ from the stored
+    ones (`run_config`). guard: a `guard.DivergenceGuard` (default: gin-configured).
     """
+    chief = distribute.is_chief(strategy)
+    if chief:
+        files.check_writable_dir(model_dir, "model_dir")
+    with run_lock.RunLock(model_dir, is_chief=chief):
+        if chief:
+            files.sweep_debris(model_dir, keep=None, log=logging.warning)
+        return _run(task, model_dir, strategy, train_steps, checkpoint_every,
+                    keep_checkpoints, log_every, jit_compile, progress, callbacks,
+                    steps_per_loop, allow_config_change, chief,
+                    guard or guard_lib.DivergenceGuard())
+
+
+def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoints,
+         log_every, jit_compile, progress, callbacks, steps_per_loop, allow_config_change,
+         chief, guard):
+    """`run` with model_dir locked (by the chief) and swept."""
     train_steps = int(train_steps)
     if train_steps <= 0:
         raise ValueError(f"train_steps must be positive, got {train_steps}")
@@ -213,9 +274,6 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
     if task.global_batch_size is not None and task.global_batch_size % replicas:
         raise ValueError(f"batch_size={task.global_batch_size} is not divisible by the "
                          f"{replicas} replicas")
-    chief = distribute.is_chief(strategy)
-    if chief:
-        os.makedirs(model_dir, exist_ok=True)
     if jit_compile == "auto":
         jit_compile = distribute.default_jit_compile(strategy)
 
@@ -223,16 +281,22 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
     with strategy.scope():
         task.build(strategy, train_steps)
     checkpoint = _checkpoint(task)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
-                                         max_to_keep=int(keep_checkpoints))
-    start_step = _restore(checkpoint, manager, task)
+    checkpoint_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+    operative = gin.operative_config_str()
+    if chief or not allow_config_change:  # Only the chief keeps config history.
+        newest = checkpoint_files.checkpoints(checkpoint_dir)
+        run_config.check_resume(model_dir, operative, task.model_config(),
+                                allow_config_change,
+                                checkpoint_files.step_of(newest[0]) if newest else 0)
+    start_step = _restore(checkpoint, checkpoint_dir, task)
     distribute.check_workers_agree(strategy, start_step, "the restored step")
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir,
+                                         max_to_keep=int(keep_checkpoints))
     saver = manager if chief else distribute.WorkerTempCheckpoints(
         checkpoint, manager, distribute.task_of(strategy)[1])
 
-    operative = gin.operative_config_str()
     if chief:
-        files.write_text(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
+        run_state.write_text_if_changed(os.path.join(model_dir, OPERATIVE_CONFIG), operative)
     iterator = iter(distribute.distribute_dataset(
         strategy, lambda context: task.dataset(context, start_step)))
     train_function = distribute.make_train_function(task.train_step, strategy, jit_compile)
@@ -249,9 +313,12 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
         if chief:
             task.export(model_dir)
 
+    weight_norm = guard_lib.weight_norm_function(task.guarded_variables())
+    guard.start(weight_norm() if weight_norm else None, task.divergence_keys)
     all_callbacks = [
-        callbacks_lib.CheckpointSaver(saver, checkpoint_every, train_steps, export,
-                                      task.guarded_variables()),
+        callbacks_lib.CheckpointSaver(
+            saver, checkpoint_every, train_steps, export,
+            before_save=lambda step: guard.check_saved(step, weight_norm and weight_norm())),
         callbacks_lib.ScalarSummaries(writer, log_every, task.learning_rate,
                                       task.global_batch_size),
         *(task.callbacks(writer, model_dir) if chief else []),
@@ -264,11 +331,20 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
     try:
         step = start_step
         for end in loop_ends(start_step, train_steps, steps_per_loop):
-            logs = {k: float(v) for k, v in train_function(iterator, end - step).items()}
-            _check_finite(logs, end, manager, first_step=step + 1)
+            try:
+                logs = {k: float(v) for k, v in train_function(iterator, end - step).items()}
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+                raise (task.explain_data_error(error) or error) from None
+            _check_finite(logs, end, guard, weight_norm)
             step = end
             for callback in all_callbacks:
                 callback.on_train_batch_end(step, logs)
+    except DivergenceError as error:
+        def restore_and_export(prefix):
+            checkpoint.restore(prefix).expect_partial()
+            task.export(model_dir)
+
+        raise run_state.after_divergence(error, checkpoint_dir, restore_and_export) from None
     finally:
         for callback in all_callbacks:
             callback.on_train_end(logs)
@@ -281,5 +357,6 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
                    logs=logs, seconds=elapsed,
                    steps_per_second=steps_done / elapsed if elapsed else 0.0)
     if chief:
-        files.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+        summary_path = os.path.join(model_dir, SUMMARY_FILE)
+        files.write_json(summary_path, run_state.summary_with_history(summary_path, summary))
     return summary

@@ -33,6 +33,10 @@ class TokenShards:
         self.grid = tuple(metadata["grid"])
         self.tokenizer_dir = metadata["tokenizer"]
 
+    def explain_data_error(self, error):
+        """A TokenShardError naming the damaged shard behind a read `error`, or None."""
+        return tokenized.explain_read_error(self.path, error)
+
     def dataset(self, batch_size, seed, skip_examples=0):
         return tokenized.token_dataset(
             self.path, batch_size, shuffle=True, repeat=True, seed=seed,

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from magnets_tf.models.discriminator import PatchDiscriminator
-from magnets_tf.models.saving import save_tokenizer
+from magnets_tf.models.saving import TOKENIZER_CONFIG, save_tokenizer
 from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
 from magnets_tf.training import loop
@@ -239,8 +239,14 @@ class TokenizerTrainer(loop.TrainTask):
     def export(self, model_dir):
         save_tokenizer(self.model, model_dir)
 
+    # The total loss jumps when the GAN term starts; reconstruction is what must not spike.
+    divergence_keys = ("l2_loss", "l1_loss")
+
     def guarded_variables(self):
         return self.model.trainable_variables
+
+    def model_config(self):
+        return TOKENIZER_CONFIG, self.model.get_config()
 
     def learning_rate(self, step):
         return self.schedule(step)
@@ -256,7 +262,8 @@ class TokenizerTrainer(loop.TrainTask):
         return [ReconstructionImages(self.model, inputs, writer, self.image_every,
                                      self.num_steps)]
 
-    def train(self, dataset, progress=True, strategy=None, callbacks=()):
+    def train(self, dataset, progress=True, strategy=None, callbacks=(),
+              allow_config_change=False):
         """Trains (or resumes) up to num_steps on `dataset`: a function returning a tf.data
         of {"image"} or {"video"} batches (called after TF is seeded with `seed`), or the
         tf.data itself; its order must be fixed by its seed: a resumed run skips the
@@ -265,7 +272,8 @@ class TokenizerTrainer(loop.TrainTask):
         return loop.run(self, self.model_dir, strategy or tf.distribute.get_strategy(),
                         self.num_steps, checkpoint_every=self.checkpoint_every,
                         keep_checkpoints=self.max_checkpoints, log_every=self.log_every,
-                        jit_compile=self.jit_compile, progress=progress, callbacks=callbacks)
+                        jit_compile=self.jit_compile, progress=progress, callbacks=callbacks,
+                        allow_config_change=allow_config_change)
 
 
 def evaluate_tokenizer(model, dataset, max_batches=None):
@@ -310,13 +318,15 @@ def write_metrics(model_dir, metrics):
 def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="train",
                                eval_split="test", batch_size=64, eval_batch_size=500,
                                image_size=None, seed=0, progress=True,
-                               model_fn=gin.REQUIRED, eval_max_batches=None):
+                               model_fn=gin.REQUIRED, eval_max_batches=None,
+                               allow_config_change=False):
     """Trains (or resumes) a tokenizer, saves it, evaluates it; returns the metrics.
 
     `model_fn` builds the VQGAN (e.g. `@build_vqgan`) or the VideoTokenizer (e.g.
     `@build_video_tokenizer`; then `dataset` is a video set of `data.video.video_dataset`,
     clips cut to the tokenizer's video_shape); the trainer's hyper-parameters come from
     gin bindings of `TokenizerTrainer`. `eval_max_batches` caps the evaluation.
+    allow_config_change: resume a model_dir whose stored config differs (`loop.run`).
     """
     from magnets_tf.data.datasets import image_dataset  # Data sits beside training.
     from magnets_tf.data.video import video_dataset
@@ -343,7 +353,8 @@ def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="
             return image_dataset(dataset, split, size, image_size=image_size)
     trainer = TokenizerTrainer(model, model_dir, seed=seed)
     begin = time.time()
-    trainer.train(lambda: make_data(train_split, batch_size, True), progress=progress)
+    trainer.train(lambda: make_data(train_split, batch_size, True), progress=progress,
+                  allow_config_change=allow_config_change)
     train_seconds = time.time() - begin
     eval_data = make_data(eval_split, eval_batch_size, False)
     metrics = evaluate_tokenizer(model, eval_data, max_batches=eval_max_batches)

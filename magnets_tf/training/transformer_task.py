@@ -19,7 +19,7 @@ from absl import logging
 from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import loop, token_data, trainer as trainer_lib
+from magnets_tf.training import loop, run_config, token_data, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -51,16 +51,15 @@ class TransformerTask(loop.TrainTask):
 
     def __init__(self, tokens, global_batch_size, seed=0, sample_every=0, num_samples=8,
                  sample_steps=8, dtype_policy="float32"):
-        if int(global_batch_size) <= 0:
-            raise ValueError(f"batch_size must be positive, got {global_batch_size}")
         if dtype_policy not in DTYPE_POLICIES:
             raise ValueError(f"unknown dtype_policy {dtype_policy!r}; known: {DTYPE_POLICIES}")
         self.dtype_policy = dtype_policy
         self.tokens = tokens
-        self.global_batch_size = int(global_batch_size)
-        self.seed = int(seed)
-        self.sample_every, self.num_samples, self.sample_steps = (
-            int(sample_every), int(num_samples), int(sample_steps))
+        self.global_batch_size = run_config.require_int("batch_size", global_batch_size, 1)
+        self.seed = run_config.require_int("seed", seed)
+        self.sample_every = run_config.require_int("sample_every", sample_every, 0)
+        self.num_samples = run_config.require_int("num_samples", num_samples, 1)
+        self.sample_steps = run_config.require_int("sample_steps", sample_steps, 1)
 
     def build(self, strategy, train_steps):
         self.transformer = build_transformer(
@@ -97,6 +96,13 @@ class TransformerTask(loop.TrainTask):
     def guarded_variables(self):
         return self.transformer.trainable_variables
 
+    def model_config(self):
+        return saving.TRANSFORMER_CONFIG, self.transformer.get_config()
+
+    def explain_data_error(self, error):
+        explain = getattr(self.tokens, "explain_data_error", None)
+        return explain(error) if explain else None
+
     def learning_rate(self, step):
         return self.optimizer.schedule(step)
 
@@ -127,19 +133,31 @@ class TransformerTask(loop.TrainTask):
 def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=256, seed=0,
           checkpoint_every=1000, keep_checkpoints=3, log_every=100, sample_every=0,
           num_samples=8, sample_steps=8, jit_compile="auto", steps_per_loop=1, progress=True,
-          extra_callbacks=(), dtype_policy="float32"):
+          extra_callbacks=(), dtype_policy="float32", allow_config_change=False):
     """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
 
     batch_size is the global batch (split over replicas). steps_per_loop steps run per
     host sync (checkpoint_every and log_every are rounded up to multiples of it).
     jit_compile: "auto", True or False (XLA for the per-replica step). dtype_policy:
     "float32", "mixed_bfloat16" or "mixed_float16" (see `TransformerTask`; recorded in the
-    exported transformer_config.json). Returns the run's summary.
+    exported transformer_config.json). allow_config_change: resume a model_dir whose
+    stored model or gin settings differ (`run_config`). Returns the run's summary.
     """
-    task = TransformerTask(token_data.TokenShards(tokens_dir), batch_size, seed=seed,
-                           sample_every=sample_every, num_samples=num_samples,
-                           sample_steps=sample_steps, dtype_policy=dtype_policy)
+    settings = {name: run_config.require_int(f"train.{name}", value, minimum)
+                for name, value, minimum in (
+                    ("batch_size", batch_size, 1), ("seed", seed, None),
+                    ("checkpoint_every", checkpoint_every, 0),
+                    ("keep_checkpoints", keep_checkpoints, 1), ("log_every", log_every, 1),
+                    ("sample_every", sample_every, 0), ("num_samples", num_samples, 1),
+                    ("sample_steps", sample_steps, 1), ("steps_per_loop", steps_per_loop, 1))}
+    task = TransformerTask(token_data.TokenShards(tokens_dir), settings["batch_size"],
+                           seed=settings["seed"], sample_every=settings["sample_every"],
+                           num_samples=settings["num_samples"],
+                           sample_steps=settings["sample_steps"], dtype_policy=dtype_policy)
     return loop.run(task, model_dir, strategy, train_steps,
-                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                    log_every=log_every, jit_compile=jit_compile, progress=progress,
-                    callbacks=extra_callbacks, steps_per_loop=steps_per_loop)
+                    checkpoint_every=settings["checkpoint_every"],
+                    keep_checkpoints=settings["keep_checkpoints"],
+                    log_every=settings["log_every"], jit_compile=jit_compile,
+                    progress=progress, callbacks=extra_callbacks,
+                    steps_per_loop=settings["steps_per_loop"],
+                    allow_config_change=bool(allow_config_change))

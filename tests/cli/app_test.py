@@ -22,6 +22,22 @@ def main():
         make_plan(4, 4, "3:4")  # gin adds "In call to configurable" lines
     if kind == "run":
         raise app.RunFailure("stage x failed")
+    if kind == "full":
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/model/ckpt-3.index")
+    if kind == "gin_full":
+        import errno, gin
+        @gin.configurable
+        def write():
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/w.h5")
+        write()
+    if kind == "dataloss":
+        import tensorflow as tf
+        raise tf.errors.DataLossError(None, None, "corrupted record at 40\\n\\t [[{{node x}}]]")
+    if kind == "tf_full":
+        import tensorflow as tf
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "/data/m/ckpt-3_temp/part-00000; No space left on device")
     if kind == "bug":
         raise KeyError("a bug keeps its traceback")
     print("ok")
@@ -50,6 +66,16 @@ def _run(tool, *args):
     (["--fail=value"], 1, "error: model schedule factor 3 is not one of the model's factors "
                           "(1, 2, 4, 8)"),
     (["--fail=run"], 1, "error: stage x failed"),
+    (["--fail=full"], 1, "error: no space left on the device of /data/model/ckpt-3.index "
+                         "(disk or quota full): free space or write elsewhere, then run "
+                         "again; files completed earlier are intact"),
+    (["--fail=gin_full"], 1, "error: no space left on the device of /data/w.h5 (disk or "
+                             "quota full): free space or write elsewhere, then run again; "
+                             "files completed earlier are intact"),
+    (["--fail=dataloss"], 1, "error: corrupt or truncated data: corrupted record at 40"),
+    (["--fail=tf_full"], 1, "error: no space left on the device of /data/m/ckpt-3_temp/"
+                            "part-00000 (disk or quota full): free space or write elsewhere, "
+                            "then run again; files completed earlier are intact"),
 ])
 def test_exit_codes_and_one_error_line(tool, args, code, line):
     out = _run(tool, *args)
@@ -76,3 +102,12 @@ def test_int_list_reads_ints_and_names_a_bad_flag():
     values.sizes = ["1", "x"]
     with pytest.raises(app.UsageError, match=r"--sizes must be integers, got \['1', 'x'\]"):
         app.int_list("sizes", values)
+
+
+def test_debug_adds_the_traceback_and_tensorflow_noise_stays_out(tool):
+    out = _run(tool, "--fail=dataloss", "--debug")
+    assert out.returncode == 1 and "Traceback" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: corrupt or truncated data")
+    quiet = _run(tool, "--fail=dataloss")
+    assert quiet.stderr.strip().splitlines() == [
+        "error: corrupt or truncated data: corrupted record at 40"]

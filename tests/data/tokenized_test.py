@@ -128,8 +128,19 @@ def test_bit_flip_detected_by_crc(tmp_path):
     open(shard, "wb").write(bytes(data))
     with pytest.raises(tokenized.TokenShardError, match="00000-of-00003.tfrecord is corrupted"):
         tokenized.verify_token_shards(path)
-    with pytest.raises(tf.errors.DataLossError):
+    with pytest.raises(tf.errors.DataLossError) as caught:
         list(tokenized.token_dataset(path, 4, repeat=False))
+    assert "tfrecord" not in caught.value.message  # TF names no file: explain_read_error does.
+    named = tokenized.explain_read_error(path, caught.value)
+    assert isinstance(named, tokenized.TokenShardError)
+    assert "tokens-00000-of-00003.tfrecord is corrupted" in str(named)
+    assert "re-create the shards" in str(named)
+
+
+def test_read_error_of_intact_shards_is_not_blamed_on_them(tmp_path):
+    path, _, _ = _write(tmp_path)
+    error = tf.errors.DataLossError(None, None, "corrupted record at 12")
+    assert tokenized.explain_read_error(path, error) is None
 
 
 def _write_raw_shard(tmp_path, payloads, codebook_size=300):

@@ -1,5 +1,6 @@
 """The loop with a small real task: resume (mirrored, exact), checkpoints kept, exports,
-argument checks. The transformer task's runs (TensorBoard content, NaN handling) are in
+argument checks; the reliability hooks: lock, debris sweep, config drift, fallback from a
+truncated checkpoint, the divergence guard. The transformer task's runs (TensorBoard content, NaN handling) are in
 transformer_task_test.py."""
 import json
 import os
@@ -18,14 +19,18 @@ class LinearTask(loop.TrainTask):
     """Fits w of y = x . w_true by SGD on an endless stream of stateless random examples
     (example i drawn from the seed (seed, i)); exports w as weights.npy."""
 
-    def __init__(self, global_batch_size=4, seed=0):
+    def __init__(self, global_batch_size=4, seed=0, learning_rate=0.1, config=None):
         self.global_batch_size = global_batch_size
         self.seed = seed
         self.w_true = tf.constant([1.0, -2.0, 3.0])
+        self.rate = learning_rate  # A float or a function of the step.
+        self.config = config
 
     def build(self, strategy, train_steps):
         self.w = keras.Variable(tf.zeros([3]), name="w")
-        self.optimizer = keras.optimizers.SGD(0.1)
+        rate = self.rate if callable(self.rate) else (lambda step: self.rate)
+        self.optimizer = keras.optimizers.SGD(
+            lambda: tf.cast(rate(self.optimizer.iterations + 1), tf.float32))
         self.optimizer.build([self.w])
 
     @property
@@ -57,9 +62,14 @@ class LinearTask(loop.TrainTask):
 
     def export(self, model_dir):
         files.write_npy(os.path.join(model_dir, "weights.npy"), self.w.numpy())
+        if self.config is not None:
+            files.write_json(os.path.join(model_dir, "linear_config.json"), self.config)
 
     def guarded_variables(self):
         return [self.w]
+
+    def model_config(self):
+        return None if self.config is None else ("linear_config.json", self.config)
 
 
 def test_interrupted_mirrored_run_resumes_to_the_uninterrupted_weights(tmp_path, mirrored):
@@ -177,7 +187,7 @@ class PoisonedTask(LinearTask):
 
 
 def test_a_nan_inside_a_loop_stops_the_run_at_its_boundary(tmp_path, mirrored):
-    with pytest.raises(loop.NonFiniteLossError, match=r"loss is nan in steps 5-8.*ckpt-4"):
+    with pytest.raises(loop.DivergenceError, match=r"step 8: loss is nan.*ckpt-4"):
         loop.run(PoisonedTask(), str(tmp_path), mirrored, 12, checkpoint_every=4,
                  steps_per_loop=4, progress=False)
     state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
@@ -187,3 +197,108 @@ def test_a_nan_inside_a_loop_stops_the_run_at_its_boundary(tmp_path, mirrored):
 def test_steps_per_loop_must_be_positive(tmp_path, mirrored):
     with pytest.raises(ValueError, match="steps_per_loop must be >= 1"):
         loop.run(LinearTask(), str(tmp_path), mirrored, 2, steps_per_loop=0)
+
+
+def _checkpoint_steps(model_dir):
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+
+
+def _checkpoint_weights(model_dir, step):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", f"ckpt-{step}"))
+    (key,) = [k for k in reader.get_variable_to_shape_map() if k.startswith("model/")]
+    return reader.get_tensor(key)
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
+    options = dict(checkpoint_every=2, keep_checkpoints=3, progress=False)
+    reference = LinearTask()
+    loop.run(reference, str(tmp_path / "reference"), tf.distribute.get_strategy(), 8,
+             **options)
+    model_dir = str(tmp_path / "model")
+    loop.run(LinearTask(), model_dir, tf.distribute.get_strategy(), 6, **options)
+    data = os.path.join(model_dir, "checkpoints", "ckpt-6.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    resumed = LinearTask()
+    summary = loop.run(resumed, model_dir, tf.distribute.get_strategy(), 8, **options)
+    assert summary["start_step"] == 4
+    assert any("skipped checkpoint" in r.getMessage() and "ckpt-6" in r.getMessage()
+               for r in caplog.records)
+    corrupt = os.path.join(model_dir, "checkpoints", "corrupt")
+    assert sorted(os.listdir(corrupt)) == ["ckpt-6.data-00000-of-00001", "ckpt-6.index"]
+    np.testing.assert_array_equal(resumed.w.numpy(), reference.w.numpy())
+    assert _checkpoint_steps(model_dir) == [4, 6, 8]
+
+
+def test_exploding_update_is_never_saved_and_the_last_good_checkpoint_is_named(tmp_path):
+    """lr=1e30 from step 5 with a checkpoint every step: the weights of step 5 are finite
+    (about 1e30) but must never reach a checkpoint or the export."""
+    model_dir = str(tmp_path / "model")
+    exploding = LinearTask(learning_rate=lambda step: tf.where(step >= 5, 1e30, 0.1))
+    with pytest.raises(loop.DivergenceError, match=r"diverged at step 5: the weight norm "
+                       r"jumped .* the last checkpoint before the divergence is "
+                       r".*ckpt-4 \(a restart resumes there\)") as caught:
+        loop.run(exploding, model_dir, tf.distribute.get_strategy(), 8, checkpoint_every=1,
+                 keep_checkpoints=3, progress=False)
+    assert caught.value.last_good_step == 4
+    assert float(np.abs(exploding.w.numpy()).max()) > 1e20  # It did explode in memory.
+    assert _checkpoint_steps(model_dir) == [2, 3, 4]
+    np.testing.assert_array_equal(np.load(os.path.join(model_dir, "weights.npy")),
+                                  _checkpoint_weights(model_dir, 4))
+    sane = LinearTask()  # A restart with a sane rate resumes from the good weights.
+    summary = loop.run(sane, model_dir, tf.distribute.get_strategy(), 8, checkpoint_every=1,
+                       keep_checkpoints=3, progress=False)
+    assert summary["start_step"] == 4 and summary["logs"]["loss"] < 10
+
+
+def test_later_checkpoints_of_a_diverged_run_are_set_aside(tmp_path):
+    """A NaN loss at step 6 means the weights after update 5 are bad: ckpt-5 goes to
+    checkpoints/diverged/ and the export is rewritten from ckpt-4."""
+    model_dir = str(tmp_path / "model")
+    task = LinearTask(learning_rate=lambda step: tf.where(step == 5, float("nan"), 0.1))
+    task.guarded_variables = lambda: []  # Only the loss shows it (a task without norms).
+    with pytest.raises(loop.DivergenceError, match=r"step 6: loss is nan.*ckpt-4.*ckpt-5"):
+        loop.run(task, model_dir, tf.distribute.get_strategy(), 8, checkpoint_every=1,
+                 keep_checkpoints=5, progress=False)
+    assert _checkpoint_steps(model_dir) == [1, 2, 3, 4]
+    assert sorted(os.listdir(os.path.join(model_dir, "checkpoints", "diverged"))) == [
+        "ckpt-5.data-00000-of-00001", "ckpt-5.index"]
+    np.testing.assert_array_equal(np.load(os.path.join(model_dir, "weights.npy")),
+                                  _checkpoint_weights(model_dir, 4))
+
+
+def test_config_change_on_resume_is_refused_and_nothing_is_rewritten(tmp_path):
+    model_dir = str(tmp_path / "model")
+    options = dict(checkpoint_every=2, progress=False)
+    loop.run(LinearTask(config=dict(size=3)), model_dir, tf.distribute.get_strategy(), 2,
+             **options)
+    stored = {name: open(os.path.join(model_dir, name), "rb").read()
+              for name in ("linear_config.json", "operative_config.gin", "train_summary.json")}
+    with pytest.raises(loop.run_config.ConfigDriftError,
+                       match=r"linear_config.json:size: 3 -> 4.*--allow_config_change"):
+        loop.run(LinearTask(config=dict(size=4)), model_dir, tf.distribute.get_strategy(), 4,
+                 **options)
+    for name, content in stored.items():
+        assert open(os.path.join(model_dir, name), "rb").read() == content, name
+    summary = loop.run(LinearTask(config=dict(size=4)), model_dir,
+                       tf.distribute.get_strategy(), 4, allow_config_change=True, **options)
+    assert summary["start_step"] == 2
+    assert os.listdir(os.path.join(model_dir, "config_history")) == [
+        "linear_config-step2.json"]
+    history = json.load(open(os.path.join(model_dir, "train_summary.json")))["history"]
+    assert [run["final_step"] for run in history] == [2]
+
+
+def test_a_locked_model_dir_is_refused_and_debris_is_swept(tmp_path):
+    model_dir = tmp_path / "model"
+    debris = [model_dir / ".weights.npy.tmp-abc.npy", model_dir / "checkpoints" / "ckpt-3_temp"]
+    debris[1].mkdir(parents=True)
+    debris[0].write_bytes(b"half")
+    with loop.run_lock.RunLock(str(model_dir)):
+        with pytest.raises(loop.run_lock.RunLockError, match="is in use by pid"):
+            loop.run(LinearTask(), str(model_dir), tf.distribute.get_strategy(), 2,
+                     progress=False)
+    assert all(path.exists() for path in debris)  # A refused run touches nothing.
+    loop.run(LinearTask(), str(model_dir), tf.distribute.get_strategy(), 2, progress=False)
+    assert not any(path.exists() for path in debris)

@@ -72,14 +72,15 @@ def test_non_finite_training_stops_and_keeps_last_good_checkpoint(tmp_path, toke
     # Continue with a NaN learning rate: step 3 computes a finite loss but NaN weights,
     # step 4 would report a NaN loss; neither may reach the checkpoint or the export.
     gin.bind_parameter("make_optimizer.learning_rate", float("nan"))
-    with pytest.raises(loop.NonFiniteLossError, match=r"step 3.*ckpt-2.*not overwritten"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 3: the weights became nan.*"
+                                                      r"Nothing of that step was saved.*ckpt-2"):
         _train(model_dir, 5, tokens_dir, checkpoint_every=1)
     state = open(os.path.join(model_dir, "checkpoints", "checkpoint")).read()
     assert 'model_checkpoint_path: "ckpt-2"' in state and "ckpt-3" not in state
     for a, b in zip(good, saving.load_transformer(model_dir).get_weights()):
         np.testing.assert_array_equal(a, b)
-    # Without checkpoints in between, the NaN loss of step 2 itself stops the run.
-    with pytest.raises(loop.NonFiniteLossError, match=r"loss is nan at step 2"):
+    # The weights are checked after every step, also without checkpoints in between.
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 1: the weights became nan"):
         _train(str(tmp_path / "other"), 5, tokens_dir, checkpoint_every=0)
 
 
