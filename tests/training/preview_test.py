@@ -37,7 +37,8 @@ def test_sample_grids_fill_every_token_seeded_and_write_images(model, tmp_path):
     other_seed = SampleGrids(model, writer, 2, str(tmp_path / "other"), (1,), [0, 1, 2],
                              (2, 3), num_steps=3, seed=5)
     assert not np.array_equal(grids.sample(1), other_seed.sample(1))
-    grids.on_train_batch_end(3)  # not a multiple of `every`: nothing written
+    grids.on_train_begin({"start_step": 2})  # A run resumed at step 2, one step per loop.
+    grids.on_train_batch_end(3)  # No multiple of `every` reached: nothing written.
     assert not os.path.exists(tmp_path / "samples")
     grids.on_train_batch_end(4)
     assert sorted(os.listdir(tmp_path / "samples")) == ["step00000004_p1.png",
