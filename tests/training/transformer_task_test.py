@@ -130,3 +130,14 @@ def test_replicas_split_each_global_batch_and_a_resumed_run_reads_on(tmp_path, s
     assert global_batches(mirrored, 0, 7) == reference
     assert global_batches(mirrored, 3, 4) == reference[3:]
     assert global_batches(default, 6, 1) == reference[6:]
+
+
+def test_dtype_policy_is_checked_and_reported():
+    tokens = TokenArrays(np.zeros((4, 2, 2), np.int32), np.zeros(4, np.int32), 8, 2)
+    with pytest.raises(ValueError, match="unknown dtype_policy 'bfloat16'"):
+        transformer_task.TransformerTask(tokens, 8, dtype_policy="bfloat16")
+    task = transformer_task.TransformerTask(tokens, 8, dtype_policy="mixed_float16")
+    task.build(tf.distribute.get_strategy(), train_steps=4)
+    assert task.transformer.compute_dtype == "float16"
+    assert isinstance(task.trainer.optimizer, tf.keras.optimizers.LossScaleOptimizer)
+    assert task.hparams()["dtype_policy"] == "mixed_float16"
