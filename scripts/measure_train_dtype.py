@@ -25,6 +25,9 @@ flags.DEFINE_integer("rounds", 5, "Timed rounds per policy.")
 flags.DEFINE_integer("steps", 10, "Train steps per timed round.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per policy (tracing included).")
 flags.DEFINE_integer("examples", 2048, "Random token examples.")
+flags.DEFINE_integer("batch_size", None, "Global batch (default: gin train.batch_size). "
+                     "Both tasks live in memory at once: the 6x128 graph step at batch 128 "
+                     "holds ~6 GB of activations per task.")
 flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
 FLAGS = flags.FLAGS
 
@@ -62,7 +65,7 @@ def main():
 
     if FLAGS.rounds <= 0 or FLAGS.steps <= 0:
         raise app.UsageError("--rounds and --steps must be positive")
-    batch_size = gin.query_parameter("train.batch_size")
+    batch_size = FLAGS.batch_size or gin.query_parameter("train.batch_size")
     tokens = _random_tokens(FLAGS.examples)
     train_steps = FLAGS.warmup + FLAGS.rounds * FLAGS.steps
     steppers, losses = {}, {}

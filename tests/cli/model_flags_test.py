@@ -42,3 +42,27 @@ def test_sources_must_not_clash(tmp_path):
     assert model_flags.transformer_from_flags(None, flag_values=values).num_tokens == 4
     with pytest.raises(app.UsageError, match="drop --grid"):
         model_flags.transformer_from_flags(str(tmp_path), flag_values=values)
+
+
+def test_compute_dtype_flag_sets_the_decode_dtype_of_trained_and_random_models(tmp_path):
+    save_transformer(build_transformer("tiny", codebook_size=8, num_classes=3, num_tokens=4,
+                                       dtype="mixed_bfloat16"), tmp_path)
+
+    def with_dtype(*argv):
+        values = flags.FlagValues()
+        model_flags.define_random_init_flags(flag_values=values)
+        model_flags.define_compute_dtype_flag(flag_values=values)
+        values(["tool", *argv])
+        return values
+
+    # A bfloat16-trained model decodes in bfloat16 unless asked otherwise, and vice versa.
+    trained = model_flags.transformer_from_flags(str(tmp_path), flag_values=with_dtype())
+    assert trained.compute_dtype == "bfloat16"
+    trained = model_flags.transformer_from_flags(
+        str(tmp_path), flag_values=with_dtype("--compute_dtype=float32"))
+    assert trained.compute_dtype == "float32"
+    random = model_flags.transformer_from_flags(
+        None, flag_values=with_dtype("--random_init", "--grid=2", "--compute_dtype=bfloat16"))
+    assert random.compute_dtype == "bfloat16"
+    with pytest.raises(flags.IllegalFlagValueError):
+        with_dtype("--compute_dtype=int8")

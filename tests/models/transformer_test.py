@@ -171,3 +171,55 @@ def test_config_round_trip_and_weights_transfer():
     ids = _tokens(model)
     np.testing.assert_allclose(clone(ids, factor=2).numpy(), model(ids, factor=2).numpy())
     assert clone.get_config() == model.get_config()
+
+
+def test_mixed_bfloat16_policy_reaches_every_layer_and_keeps_float32_where_needed():
+    tf.keras.utils.set_random_seed(0)
+    mixed = _model(dtype="mixed_bfloat16")
+    tf.keras.utils.set_random_seed(0)
+    full = _model()
+    assert {layer.dtype_policy.name for layer in mixed._flatten_layers()} == {"mixed_bfloat16"}
+    assert {w.dtype for w in mixed.weights} == {"float32"}
+    ids = tf.constant(np.random.default_rng(0).integers(0, CODES, (2, TOKENS + 1)), tf.int32)
+    for p in (1, 4):
+        logits = mixed(ids, factor=p)
+        assert logits.dtype == tf.float32  # softmax / losses get float32
+        reference = full(ids, factor=p).numpy()
+        error = np.abs(logits.numpy() - reference).max()
+        assert 0 < error < 0.05 * np.abs(reference).max(), error
+    # The policy is part of the config, so a saved model decodes as it was trained.
+    assert mixed.get_config()["dtype"] == "mixed_bfloat16"
+    assert MaskGitTransformer.from_config(mixed.get_config()).compute_dtype == "bfloat16"
+    assert full.get_config()["dtype"] == "float32"
+
+
+def test_with_compute_dtype_copies_weights_both_ways():
+    from magnets_tf.models.transformer import with_compute_dtype
+    model = _model()
+    assert with_compute_dtype(model, None) is model
+    assert with_compute_dtype(model, "float32") is model
+    bf16 = with_compute_dtype(model, "bfloat16")
+    assert bf16.compute_dtype == "bfloat16" and bf16 is not model
+    for a, b in zip(model.weights, bf16.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    back = with_compute_dtype(bf16, "float32")
+    assert back.compute_dtype == "float32"
+    ids = tf.zeros([1, TOKENS + 1], tf.int32)
+    np.testing.assert_array_equal(back(ids).numpy(), model(ids).numpy())
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+        with_compute_dtype(model, "int8")
+
+
+def test_fused_weights_in_a_compute_dtype_run_the_cached_pass_in_it():
+    model = _model()
+    ids = tf.constant(np.random.default_rng(1).integers(0, CODES, (2, TOKENS + 1)), tf.int32)
+    full_hidden, full_kv = model.call_with_cache(ids, model.fused_weights(2))
+    hidden, kv = model.call_with_cache(ids, model.fused_weights(2, dtype="bfloat16"))
+    assert hidden.dtype == tf.bfloat16 and kv[0][0].dtype == tf.bfloat16  # K/V buffers too
+    assert model.logits(hidden).dtype == tf.float32
+    np.testing.assert_allclose(tf.cast(hidden, tf.float32).numpy(), full_hidden.numpy(),
+                               atol=0.1)
+    # float32 weights are returned as they are: the float32 pass is unchanged.
+    assert model.fused_weights(1, dtype="float32")[0].mlp.in_kernel is not None
+    same, _ = model.call_with_cache(ids, model.fused_weights(2, dtype="float32"))
+    np.testing.assert_array_equal(same.numpy(), full_hidden.numpy())

@@ -147,3 +147,14 @@ def test_steps_per_loop_4_gives_the_weights_of_steps_per_loop_1(tmp_path, tokens
                   if k.startswith("model/") and "kernel" in k]
     assert model_keys and any(not np.array_equal(at_4.get_tensor(k), at_8.get_tensor(k))
                               for k in model_keys)
+
+
+def test_dtype_policy_is_checked_and_reported():
+    tokens = TokenArrays(np.zeros((4, 2, 2), np.int32), np.zeros(4, np.int32), 8, 2)
+    with pytest.raises(ValueError, match="unknown dtype_policy 'bfloat16'"):
+        transformer_task.TransformerTask(tokens, 8, dtype_policy="bfloat16")
+    task = transformer_task.TransformerTask(tokens, 8, dtype_policy="mixed_float16")
+    task.build(tf.distribute.get_strategy(), train_steps=4)
+    assert task.transformer.compute_dtype == "float16"
+    assert isinstance(task.trainer.optimizer, tf.keras.optimizers.LossScaleOptimizer)
+    assert task.hparams()["dtype_policy"] == "mixed_float16"
