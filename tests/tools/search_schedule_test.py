@@ -37,7 +37,7 @@ def test_bad_search_flags_are_usage_errors(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/FID weights not available")
-def test_search_writes_front_and_a_gin_file_evaluate_takes_and_resumes(checkpoints, tmp_path):
+def test_search_writes_front_gin_and_resumes(checkpoints, tmp_path):  # noqa: F811
     out_dir = tmp_path / "search"
     common = [f"--model_dir={checkpoints / 'transformer'}",
               f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
