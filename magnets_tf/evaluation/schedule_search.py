@@ -35,6 +35,8 @@ from magnets_tf.evaluation import flops
 from magnets_tf.utils import files, images
 
 ORDERS = ("ascending", "any")
+# evaluate_plan's precision/recall need each sample's 3rd nearest other sample.
+MIN_SAMPLES = 4
 # A budget read off a printed figure (2.62 for 2.6200032 GF) still admits the plan it was
 # read from: costs are compared with this relative tolerance.
 BUDGET_TOLERANCE = 1e-4
@@ -310,9 +312,10 @@ def halving_rounds(final_n, num_rounds, seed, growth=2):
         raise ValueError(f"num_rounds must be >= 1, got {num_rounds}")
     rounds = [Round(r, int(round(final_n / growth ** (num_rounds - 1 - r))), seed + r)
               for r in range(num_rounds)]
-    if rounds[0].n < 2:
+    if rounds[0].n < MIN_SAMPLES:
         raise ValueError(f"{num_rounds} rounds ending at n={final_n} start at n={rounds[0].n}"
-                         f": FID needs at least 2 samples")
+                         f": a round needs at least {MIN_SAMPLES} samples (precision/recall "
+                         f"compare each sample with its 3 nearest others)")
     return rounds
 
 

@@ -108,8 +108,9 @@ def test_halving_rounds():
     rounds = search.halving_rounds(2000, 4, seed=0)
     assert [(r.n, r.seed) for r in rounds] == [(250, 0), (500, 1), (1000, 2), (2000, 3)]
     assert search.survivors_count(5, 0.5) == 3 and search.survivors_count(1, 0.5) == 1
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        search.halving_rounds(8, 4, seed=0)
+    assert [r.n for r in search.halving_rounds(8, 2, seed=0)] == [4, 8]
+    with pytest.raises(ValueError, match="at least 4 samples"):
+        search.halving_rounds(8, 3, seed=0)
 
 
 def _fake_fid(costed, r):
@@ -275,11 +276,11 @@ def test_search_on_a_tiny_random_model(tmp_path):
     maximal = search.budget_maximal(space, plan_fn, arch, budget, model.factors)
     pool = search.select_pool(maximal, 3, seed=0)
     assert all(c.gflops <= budget for c in pool)
-    rounds = search.halving_rounds(6, 2, seed=0)
+    rounds = search.halving_rounds(8, 2, seed=0)
 
     def score(costed, r):
         return generation.evaluate_plan(model, costed.plan, decode_fn, extractor, reference,
-                                        r.n, 3, seed=r.seed, jit_compile=False,
+                                        r.n, 4, seed=r.seed, jit_compile=False,
                                         progress=False)[0]
 
     first = search.EvaluationCache(tmp_path / "first", {"model": "tiny"})
@@ -293,7 +294,7 @@ def test_search_on_a_tiny_random_model(tmp_path):
     strip = lambda h: [(r["key"], r["fid"]) for r in h["ranked"]]  # noqa: E731
     assert [strip(h) for h in again] == [strip(h) for h in history]
     best = history[-1]["ranked"][0]
-    assert best["gflops_exact"] <= budget and best["n"] == 6
+    assert best["gflops_exact"] <= budget and best["n"] == 8
 
 
 def test_weights_digest_follows_the_weights_not_the_folder_or_the_logs(tmp_path):
