@@ -191,7 +191,7 @@ def directory_bytes(directory):
 class Drill:
     """Tiny real runs in `work_dir` with faults injected (see the module docstring)."""
 
-    def __init__(self, work_dir, log=None, timeout=900):
+    def __init__(self, work_dir, log=None, timeout=1800):
         import tqdm
         self.work_dir = os.path.abspath(work_dir)
         self.log = log or tqdm.tqdm.write  # Lines above the progress bar.

@@ -7,8 +7,10 @@ both with the new run's:
 
 - any difference in the model config refuses (a changed preset, factor list, vocabulary
   or grid, even when the variables happen to fit the checkpoint);
-- a differing gin setting refuses too, unless it matches `MAY_CHANGE`: run control
-  (checkpoint/log/sample cadence, progress, XLA, steps per loop, the guard), the strategy's devices and
+- a differing gin setting refuses too (settings recorded on one side only are not
+  compared: gin records a configurable once it was called), unless it matches
+  `MAY_CHANGE`: run control (checkpoint/log/sample cadence, progress, XLA, steps per loop,
+  the guard), the strategy's devices and
   the optimizer's learning-rate schedule and AdamW settings (lowering the learning rate
   after a divergence is the usual fix). Those changes are listed and accepted.
 
@@ -145,7 +147,12 @@ def check_resume(model_dir, operative_config, model_config=None, allow_change=Fa
         except (SyntaxError, ValueError) as error:
             raise ConfigDriftError(f"{stored_gin} cannot be parsed ({error}): restore it or "
                                    f"use a new model_dir") from None
-        for item in differences(old_settings, gin_settings(operative_config)):
+        new_settings = gin_settings(operative_config)
+        # Gin records a configurable's parameters only once it has been called: one not
+        # yet called when a run recorded its config is missing on one side, not changed.
+        common = set(old_settings) & set(new_settings)
+        for item in differences({k: old_settings[k] for k in common},
+                                {k: new_settings[k] for k in common}):
             (accepted if may_change(item[0]) else refused).append(item)
     blocking = model_items + refused
     if blocking and not allow_change:
