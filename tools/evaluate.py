@@ -40,7 +40,6 @@ FLAGS = flags.FLAGS
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     dataset, split = scoring_flags.reference()
-    files.check_writable_dir(FLAGS.output_dir, "--output_dir")
     gin_flags.parse_gin_flags()
     from magnets_tf.evaluation import classifier, generation
 
@@ -60,6 +59,8 @@ def main():
                 f"--classifier_dir={FLAGS.classifier_dir} tells {class_model.output_shape[-1]} "
                 f"classes apart but the model is conditioned on {model.num_classes}")
         classify = lambda images: classifier.predict_classes(class_model, images)  # noqa: E731
+    # After the usage checks (a refused run leaves nothing), before any work.
+    files.check_writable_dir(FLAGS.output_dir, "--output_dir")
     extractor = scoring_flags.feature_extractor()
     run_setting = dict(reference=FLAGS.reference, model_dir=FLAGS.model_dir,
                        schedule=format_model_schedule(plan.model_schedule),

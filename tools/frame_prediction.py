@@ -53,7 +53,6 @@ FLAGS = flags.FLAGS
 
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
-    files.check_writable_dir(FLAGS.model_dir, "--model_dir")
     gin_flags.parse_gin_flags()
     tokenizer = load_tokenizer(FLAGS.tokenizer_dir)
     if not hasattr(tokenizer, "video_shape"):
@@ -70,6 +69,8 @@ def main():
     if FLAGS.train and not 0 < FLAGS.batch_size <= FLAGS.num_train_videos:
         raise app.UsageError(f"--batch_size={FLAGS.batch_size} must be in "
                              f"[1, --num_train_videos={FLAGS.num_train_videos}]")
+    # After the usage checks (a refused run leaves nothing), before any work.
+    files.check_writable_dir(FLAGS.model_dir, "--model_dir")
 
     if FLAGS.train:
         videos, labels = moving_mnist_arrays(FLAGS.dataset, "train", FLAGS.num_train_videos,
