@@ -222,6 +222,22 @@ class Tree:
         targets.discard(module)
         return targets
 
+    def edges(self, module):
+        """Every target `module` depends on or reads (before cycles are cut)."""
+        return self.imported_modules(module) | self.read_paths(module)[0]
+
+    def reaches(self, start, goal):
+        """Whether `goal` is among what `start` depends on or reads, transitively."""
+        seen, stack = {start}, [start]
+        while stack:
+            for target in self.edges(stack.pop()):
+                if target is goal:
+                    return True
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return False
+
     def read_paths(self, module):
         """Labels of what `module` reads by path: (module targets, data labels)."""
         if module.path not in self._read_paths:
@@ -322,6 +338,9 @@ class Tree:
         deps = {m for m in imported if m.kind == "py_library"}
         data_targets = (read_targets | {m for m in imported if m.kind != "py_library"}) - deps
         data_targets.discard(module)
+        # A program that depends on this module, directly or through what it reads, cannot
+        # also be its data (Bazel refuses dependency cycles).
+        data_targets = {t for t in data_targets if not self.reaches(t, module)}
 
         def labels(targets):
             return {_relative_label(m.label, directory, self.root) for m in targets}
