@@ -263,3 +263,20 @@ def test_runner_end_to_end(tmp_path, test_source, extra_args, exit_code, output)
                           text=True, timeout=300)
     assert proc.returncode == exit_code, proc.stdout + proc.stderr
     assert output in proc.stdout
+
+
+def test_a_program_depending_on_a_module_is_not_its_data(tmp_path):
+    """A library that runs every tool by path, and a tool that imports it: Bazel refuses
+    the cycle, so the tool is left out of the library's data (other tools stay)."""
+    _write(tmp_path, {
+        "magnets_tf/__init__.py": "",
+        "magnets_tf/drill.py": ("import os\nROOT = os.path.dirname(os.path.dirname(__file__))\n"
+                                "def tool(name):\n"
+                                "    return os.path.join(ROOT, 'tools', f'{name}.py')\n"),
+        "tools/drill.py": ("from magnets_tf import drill\n"
+                           "if __name__ == '__main__':\n    pass\n"),
+        "tools/train.py": "if __name__ == '__main__':\n    pass\n",
+    })
+    builds = _render(tmp_path)
+    assert builds["magnets_tf/BUILD"]["drill"]["data"] == ["//tools:train"]
+    assert "//magnets_tf:drill" in builds["tools/BUILD"]["drill"]["deps"]
