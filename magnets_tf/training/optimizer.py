@@ -85,7 +85,8 @@ class AdamW(keras.optimizers.AdamW):
     def build(self, var_list):
         if not self.built and self._decay_exclusion_pattern is not None:
             excluded = [v for v in var_list if self.excluded_from_weight_decay(v)]
-            logging.info("weight decay: %d of %d variables excluded (%s)", len(excluded),
+            # --verbosity=1 shows it; by default a tool's stderr stays for errors.
+            logging.vlog(1, "weight decay: %d of %d variables excluded (%s)", len(excluded),
                          len(var_list), ", ".join(self.decay_exclusions))
             self.exclude_from_weight_decay(var_list=excluded)
         super().build(var_list)
