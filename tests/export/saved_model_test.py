@@ -251,6 +251,41 @@ def test_xla_export_matches_in_process_xla_decoder(tmp_path):
     np.testing.assert_array_equal(served["tokens"].reshape(2, -1), expected)
 
 
+def test_bfloat16_export_serves_the_in_process_bfloat16_decoder(tmp_path):
+    """A model decoded in bfloat16 exports and serves the tokens of the bf16 decoder."""
+    from magnets_tf.models.transformer import with_compute_dtype
+    transformer, tokenizer, plan = _models()
+    bf16 = with_compute_dtype(transformer, "bfloat16")
+    version_dir = saved_model.export_saved_model(bf16, tokenizer, plan, tmp_path / "base",
+                                                 batch_sizes=(2,), jit_compile=False)
+    with open(os.path.join(version_dir, saved_model.PLAN_FILE)) as f:
+        assert json.load(f)["compute_dtype"] == "bfloat16"
+    seed = np.array([7, 3], np.int32)
+    (served,) = _serve(version_dir, tmp_path / "serve", [
+        ("serving_default", dict(class_ids=np.array([1, 2], np.int32), seed=seed))])
+    expected = Decoder(bf16, plan, 2, jit_compile=False).generate(
+        np.array([1, 2], np.int32), seed)
+    np.testing.assert_array_equal(served["tokens"].reshape(2, -1), expected)
+    assert served["images"].dtype == np.uint8
+    assert "bfloat16" in _graph_dtypes(version_dir, "Cast"), "no bfloat16 in the export"
+    float32_dir = saved_model.export_saved_model(transformer, tokenizer, plan,
+                                                 tmp_path / "base32", batch_sizes=(2,),
+                                                 jit_compile=False)
+    assert "bfloat16" not in _graph_dtypes(float32_dir, "Cast")
+
+
+def _graph_dtypes(version_dir, op):
+    """The DstT dtype names of every `op` node in an export's graph and function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for fn in graph.library.function for n in fn.node_def]
+    return {tf.dtypes.as_dtype(n.attr["DstT"].type).name
+            for n in nodes if n.op == op}
+
+
 def _video_models(condition_tokens):
     from tests.video_helpers import tiny_video_tokenizer
     keras.utils.set_random_seed(4)
