@@ -22,10 +22,12 @@ import tensorflow as tf
 from magnets_tf.decoding.decoder import Decoder
 from magnets_tf.decoding.schedule import DecodePlan
 from magnets_tf.evaluation import flops
+from magnets_tf.models.transformer import with_compute_dtype
 
 TARGET_SPEEDUP = 2.5
 TARGET_FLOP_RATIO_FRACTION = 0.95
 TARGET_BASELINE_EFFICIENCY = 0.5
+TARGET_DTYPE_SPEEDUP = 1.5  # bfloat16 over float32 decoding, where the hardware has bf16 units
 
 
 class MatmulProbe:
@@ -90,46 +92,31 @@ def plan_latency(model, plan: DecodePlan, batch_size, repeats=3, seed=0, jit_com
                             for r in range(repeats)]))
 
 
-@gin.configurable(denylist=["model", "plan"])
-def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None,
-                  jit_compile=True, probe_seconds=2.0):
-    """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict.
-
-    `jit_compile=False` only serves quick tests: the claim is about the XLA decoders.
-    The decoders compute in the model's compute dtype (`with_compute_dtype`); the
-    matmul probe stays float32, the machine's reference."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    baseline_plan = flops.uncached_baseline_plan(plan)
-    arch = flops.ArchSpec.from_model(model)
-    decoders = {"baseline": Decoder(model, baseline_plan, batch_size, jit_compile=jit_compile),
-                "magnets": Decoder(model, plan, batch_size, jit_compile=jit_compile)}
-    probe = MatmulProbe(batch_size * plan.sequence_length, model.hidden_size, model.mlp_dim)
-    class_ids = np.arange(batch_size, dtype=np.int32) % max(model.num_classes, 1)
-    load_before = _load_average()
-
+def _time_interleaved(decoders, probe, class_ids, seed, repeats, probe_seconds, progress):
+    """Compiles and warms up every decoder, then times `repeats` rounds of each decoder
+    and the matmul probe, the order alternating per round. Returns (times, compile_s)."""
     compile_s = {}
     for name, decoder in decoders.items():  # compile + warm-up, not timed in results
         compile_s[name] = _time_decode(decoder, class_ids, [seed, 0])
         _time_decode(decoder, class_ids, [seed, 1])
     probe.time_once()
     probe.time_once()
-
-    times = {"baseline": [], "magnets": [], "matmul": []}
-    jobs = [("baseline", lambda r: _time_decode(decoders["baseline"], class_ids, [seed, 2 + r])),
-            ("magnets", lambda r: _time_decode(decoders["magnets"], class_ids, [seed, 2 + r])),
-            ("matmul", lambda r: probe.seconds_per_call(probe_seconds))]
+    names = [*decoders, "matmul"]
+    times = {name: [] for name in names}
     for r in range(repeats):
-        for name, job in (jobs if r % 2 == 0 else jobs[::-1]):
-            times[name].append(job(r))
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(probe.seconds_per_call(probe_seconds) if name == "matmul"
+                               else _time_decode(decoders[name], class_ids, [seed, 2 + r]))
         if progress:
             progress(r + 1, repeats)
+    return times, compile_s
 
-    plans = {"baseline": baseline_plan, "magnets": plan}
+
+def _pair_result(arch, plans, times, compile_s, batch_size, matmul_flops):
+    """Sides, speedup, FLOP ratios and targets of one (baseline, MaGNeTS) decoder pair."""
     exact = {name: sum(flops.exact_gflops(arch, p)) for name, p in plans.items()}
     paper = {name: sum(flops.paper_gflops_for_plan(arch, p)) for name, p in plans.items()}
     latency = {name: float(np.median(times[name])) for name in plans}
-    matmul_flops = probe.flops_per_call / float(np.median(times["matmul"]))
     achieved = {name: 2e9 * exact[name] * batch_size / latency[name] for name in plans}
     speedup = latency["baseline"] / latency["magnets"]
     exact_ratio = exact["baseline"] / exact["magnets"]
@@ -141,20 +128,12 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
                         achieved_gflop_per_s=achieved[name] / 1e9,
                         efficiency=achieved[name] / matmul_flops)
              for name in plans}
-    result = dict(
-        preset=getattr(model, "name", ""), num_tokens=plan.num_tokens,
-        sequence_length=plan.sequence_length, num_steps=plan.num_steps,
-        guidance_steps=plan.guidance_steps, guidance_scale=plan.guidance_scale,
-        model_schedule=[list(s) for s in plan.model_schedule], refresh=plan.refresh,
-        batch_size=batch_size, repeats=repeats, jit_compile=bool(jit_compile),
-        compute_dtype=decoders["magnets"].compute_dtype.name,
+    return dict(
         **sides,
-        matmul=dict(shape=list(probe.shape), gflop_per_s=matmul_flops / 1e9,
-                    times_s=times["matmul"]),
-        speedup=speedup, exact_flop_ratio=exact_ratio, paper_flop_ratio=paper["baseline"] / paper["magnets"],
+        speedup=speedup, exact_flop_ratio=exact_ratio,
+        paper_flop_ratio=paper["baseline"] / paper["magnets"],
         speedup_over_exact_ratio=speedup / exact_ratio,
         baseline_efficiency=baseline_efficiency,
-        flop_convention="GFLOPs = 1e9 multiply-adds; FLOP/s = 2 FLOPs per multiply-add",
         targets=dict(
             speedup=dict(target=TARGET_SPEEDUP, met=bool(speedup >= TARGET_SPEEDUP)),
             speedup_vs_exact_ratio=dict(target=TARGET_FLOP_RATIO_FRACTION,
@@ -162,34 +141,140 @@ def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, prog
                                                  * exact_ratio)),
             baseline_efficiency=dict(target=TARGET_BASELINE_EFFICIENCY,
                                      met=bool(baseline_efficiency
-                                              >= TARGET_BASELINE_EFFICIENCY))),
+                                              >= TARGET_BASELINE_EFFICIENCY))))
+
+
+def _run_fields(model, plan, batch_size, repeats, jit_compile, probe, times, load_before):
+    """What every benchmark result records: the plan, the run and the machine."""
+    return dict(
+        preset=getattr(model, "name", ""), num_tokens=plan.num_tokens,
+        sequence_length=plan.sequence_length, num_steps=plan.num_steps,
+        guidance_steps=plan.guidance_steps, guidance_scale=plan.guidance_scale,
+        model_schedule=[list(s) for s in plan.model_schedule], refresh=plan.refresh,
+        batch_size=batch_size, repeats=repeats, jit_compile=bool(jit_compile),
+        matmul=dict(shape=list(probe.shape),
+                    gflop_per_s=probe.flops_per_call / float(np.median(times["matmul"])) / 1e9,
+                    times_s=times["matmul"]),
+        flop_convention="GFLOPs = 1e9 multiply-adds; FLOP/s = 2 FLOPs per multiply-add",
         machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
                      tensorflow=tf.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
                      load_average_before=load_before,
                      load_average_after=_load_average()))
+
+
+def _time_pairs(models, plan, batch_size, repeats, seed, progress, jit_compile,
+                probe_seconds):
+    """Times the MaskGIT++ and MaGNeTS decoders of `plan` for each of `models` (a dict),
+    all interleaved in one run; returns ({key: pair result}, run fields)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    plans = {"baseline": flops.uncached_baseline_plan(plan), "magnets": plan}
+    decoders = {(key, name): Decoder(model, p, batch_size, jit_compile=jit_compile)
+                for key, model in models.items() for name, p in plans.items()}
+    first = next(iter(models.values()))
+    probe = MatmulProbe(batch_size * plan.sequence_length, first.hidden_size, first.mlp_dim)
+    class_ids = np.arange(batch_size, dtype=np.int32) % max(first.num_classes, 1)
+    load_before = _load_average()
+    times, compile_s = _time_interleaved(decoders, probe, class_ids, seed, repeats,
+                                         probe_seconds, progress)
+    matmul_flops = probe.flops_per_call / float(np.median(times["matmul"]))
+    arch = flops.ArchSpec.from_model(first)
+    pairs = {key: _pair_result(arch, plans, {name: times[key, name] for name in plans},
+                               {name: compile_s[key, name] for name in plans}, batch_size,
+                               matmul_flops)
+             for key in models}
+    return pairs, _run_fields(first, plan, batch_size, repeats, jit_compile, probe, times,
+                              load_before)
+
+
+@gin.configurable(denylist=["model", "plan"])
+def run_benchmark(model, plan: DecodePlan, batch_size=8, repeats=3, seed=0, progress=None,
+                  jit_compile=True, probe_seconds=2.0):
+    """Times MaskGIT++ and MaGNeTS decodes of `plan`; returns a JSON-ready dict.
+
+    `jit_compile=False` times TF's kernels instead of the XLA decoders (quick tests, and
+    bfloat16 on CPUs whose XLA backend converts bf16 dots to float32). The decoders
+    compute in the model's compute dtype (`with_compute_dtype`); the matmul probe stays
+    float32, the machine's reference."""
+    pairs, result = _time_pairs({"model": model}, plan, batch_size, repeats, seed, progress,
+                                jit_compile, probe_seconds)
+    result.update(compute_dtype=tf.as_dtype(model.compute_dtype).name, **pairs["model"])
     return result
+
+
+def compare_compute_dtypes(model, plan: DecodePlan, compute_dtypes=("float32", "bfloat16"),
+                           batch_size=8, repeats=3, seed=0, progress=None, jit_compile=True,
+                           probe_seconds=2.0):
+    """Times MaskGIT++ and MaGNeTS decodes of `plan` in each compute dtype, all
+    interleaved in one run; returns a JSON-ready dict with one `run_benchmark`-like
+    entry per dtype under `by_dtype` and, per decoder, each dtype's speedup over the
+    first dtype under `dtype_speedup`."""
+    compute_dtypes = list(dict.fromkeys(compute_dtypes))
+    if len(compute_dtypes) < 2:
+        raise ValueError(f"compare at least two compute dtypes, got {compute_dtypes}")
+    models = {dtype: with_compute_dtype(model, dtype) for dtype in compute_dtypes}
+    by_dtype, result = _time_pairs(models, plan, batch_size, repeats, seed, progress,
+                                   jit_compile, probe_seconds)
+    reference = compute_dtypes[0]
+    dtype_speedup = {
+        dtype: {name: by_dtype[reference][name]["latency_s"] / by_dtype[dtype][name]["latency_s"]
+                for name in ("baseline", "magnets")}
+        for dtype in compute_dtypes[1:]}
+    result.update(compute_dtypes=compute_dtypes, by_dtype=by_dtype,
+                  dtype_speedup=dtype_speedup)
+    return result
+
+
+def _pair_rows(pair, matmul_row=None):
+    rows = [f"{'decoder':<10} {'latency_s':>10} {'images/s':>9} {'exact_GF':>9} "
+            f"{'paper_GF':>9} {'GFLOP/s':>8} {'eff':>5}"]
+    for name in ("baseline", "magnets"):
+        r = pair[name]
+        rows.append(f"{name:<10} {r['latency_s']:10.3f} {r['images_per_s']:9.2f} "
+                    f"{r['exact_gflops_per_image']:9.1f} {r['paper_gflops_per_image']:9.1f} "
+                    f"{r['achieved_gflop_per_s']:8.1f} {r['efficiency']:5.2f}")
+    if matmul_row:
+        rows.append(matmul_row)
+    rows.append(f"exact GFLOPs ratio {pair['exact_flop_ratio']:.2f}, paper ratio "
+                f"{pair['paper_flop_ratio']:.2f}, speedup/exact ratio "
+                f"{pair['speedup_over_exact_ratio']:.2f}")
+    for name, t in pair["targets"].items():
+        rows.append(f"target {name} >= {t['target']}: {'met' if t['met'] else 'NOT met'}")
+    return rows
+
+
+def _machine_rows(result):
+    rows = [f"matmul {result['matmul']['shape']}: {result['matmul']['gflop_per_s']:.1f} "
+            f"GFLOP/s float32 (2 FLOPs per multiply-add)"]
+    xla_flags = result.get("machine", {}).get("xla_flags")
+    if xla_flags:
+        rows.append(f"XLA_FLAGS={xla_flags}")
+    return rows
 
 
 def format_table(result):
     """Human-readable table of a `run_benchmark` result, ending with the summary line."""
-    rows = [f"{'decoder':<10} {'latency_s':>10} {'images/s':>9} {'exact_GF':>9} "
-            f"{'paper_GF':>9} {'GFLOP/s':>8} {'eff':>5}"]
-    for name in ("baseline", "magnets"):
-        r = result[name]
-        rows.append(f"{name:<10} {r['latency_s']:10.3f} {r['images_per_s']:9.2f} "
-                    f"{r['exact_gflops_per_image']:9.1f} {r['paper_gflops_per_image']:9.1f} "
-                    f"{r['achieved_gflop_per_s']:8.1f} {r['efficiency']:5.2f}")
-    rows.append(f"matmul {result['matmul']['shape']}: {result['matmul']['gflop_per_s']:.1f} "
-                f"GFLOP/s (2 FLOPs per multiply-add)")
-    xla_flags = result.get("machine", {}).get("xla_flags")
-    if xla_flags:
-        rows.append(f"XLA_FLAGS={xla_flags}")
-    rows.append(f"exact GFLOPs ratio {result['exact_flop_ratio']:.2f}, paper ratio "
-                f"{result['paper_flop_ratio']:.2f}, speedup/exact ratio "
-                f"{result['speedup_over_exact_ratio']:.2f}")
-    for name, t in result["targets"].items():
-        rows.append(f"target {name} >= {t['target']}: {'met' if t['met'] else 'NOT met'}")
+    if "by_dtype" in result:
+        return format_dtype_table(result)
+    rows = _pair_rows(result, "\n".join(_machine_rows(result)))
     rows.append(summary_line(result))
+    return "\n".join(rows)
+
+
+def format_dtype_table(result):
+    """Human-readable table of a `compare_compute_dtypes` result: one block per dtype,
+    then each dtype's speedup over the first one per decoder."""
+    rows = []
+    for dtype, pair in result["by_dtype"].items():
+        rows += [f"-- compute_dtype={dtype} (jit_compile={result['jit_compile']})",
+                 *_pair_rows(pair), f"speedup={pair['speedup']:.2f}"]
+    rows += _machine_rows(result)
+    reference = result["compute_dtypes"][0]
+    for dtype, per_decoder in result["dtype_speedup"].items():
+        parts = " ".join(f"{name}={value:.2f}x" for name, value in per_decoder.items())
+        met = all(value >= TARGET_DTYPE_SPEEDUP for value in per_decoder.values())
+        rows.append(f"{dtype} over {reference}: {parts} (target >= {TARGET_DTYPE_SPEEDUP} for "
+                    f"both: {'met' if met else 'NOT met'})")
     return "\n".join(rows)
 
 

@@ -47,3 +47,27 @@ def test_plan_latency_times_one_batch_decode():
     assert 0 < seconds < 60
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         benchmark.plan_latency(model, plan, batch_size=2, repeats=0)
+
+
+def test_compare_compute_dtypes_times_every_decoder_in_one_run():
+    model = build_transformer("tiny", codebook_size=32, num_classes=10, num_tokens=16)
+    plan = make_plan(16, 4, "8:2,1:2", guidance_scale=1.0, guidance_steps=1)
+    calls = []
+    result = benchmark.compare_compute_dtypes(
+        model, plan, ("float32", "bfloat16", "float32"), batch_size=2, repeats=2,
+        jit_compile=False, probe_seconds=0.05, progress=lambda d, t: calls.append(d))
+    assert calls == [1, 2]
+    assert result["compute_dtypes"] == ["float32", "bfloat16"]
+    fp32, bf16 = result["by_dtype"]["float32"], result["by_dtype"]["bfloat16"]
+    for pair in (fp32, bf16):
+        assert len(pair["magnets"]["times_s"]) == 2
+        assert pair["speedup"] == pytest.approx(
+            pair["baseline"]["latency_s"] / pair["magnets"]["latency_s"])
+    # Same plans, same FLOPs: the dtype changes time only.
+    assert bf16["exact_flop_ratio"] == fp32["exact_flop_ratio"]
+    assert result["dtype_speedup"]["bfloat16"]["magnets"] == pytest.approx(
+        fp32["magnets"]["latency_s"] / bf16["magnets"]["latency_s"])
+    table = benchmark.format_table(result)
+    assert "-- compute_dtype=bfloat16" in table and "bfloat16 over float32:" in table
+    with pytest.raises(ValueError, match="two compute dtypes"):
+        benchmark.compare_compute_dtypes(model, plan, ("float32",), repeats=1)

@@ -35,6 +35,29 @@ def test_bad_plan_is_a_usage_error():
     assert result.returncode != 0 and "covers 3 steps" in result.stderr
 
 
+def test_compare_compute_dtypes_reports_each_dtype_and_its_speedup(tmp_path):
+    out = tmp_path / "bench.json"
+    result = _run("--preset=tiny", "--grid=4", "--steps=4", "--schedule=8:2,1:2",
+                  "--cfg_last=1", "--batch_size=2", "--repeats=1", "--num_classes=10",
+                  "--codebook_size=32", "--compare_compute_dtypes=float32,bfloat16",
+                  "--jit_compile=false", f"--output_json={out}")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["jit_compile"] is False and data["compute_dtypes"] == ["float32", "bfloat16"]
+    assert set(data["dtype_speedup"]["bfloat16"]) == {"baseline", "magnets"}
+    assert result.stdout.strip().splitlines()[-1].startswith("bfloat16 over float32: baseline=")
+
+
+@pytest.mark.parametrize("flags_given, message", [
+    (("--compare_compute_dtypes=float32,bfloat16", "--compute_dtype=bfloat16"), "not both"),
+    (("--compare_compute_dtypes=float32,float8",), "two or more of"),
+    (("--compare_compute_dtypes=float32",), "two or more of"),
+])
+def test_bad_dtype_comparison_is_a_usage_error(flags_given, message):
+    result = _run("--preset=tiny", "--grid=4", "--steps=4", "--schedule=8:2,1:2", *flags_given)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 @pytest.mark.slow
 def test_preset_s_meets_the_performance_targets(tmp_path):
     out = tmp_path / "bench_S.json"
