@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from magnets_tf.models import saving
+from magnets_tf.models import presets, saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import loop, run_config, token_data, trainer as trainer_lib
@@ -93,6 +93,12 @@ class TransformerTask(loop.TrainTask):
     def export(self, model_dir):
         saving.save_transformer(self.transformer, model_dir)
 
+    @property
+    def divergence_keys(self):
+        # Under mixed_float16 an overflowing gradient is routine (the loss scale halves
+        # and the update is skipped): its Inf grad_norm is no divergence.
+        return ("loss",) if self.dtype_policy == "mixed_float16" else ("loss", "grad_norm")
+
     def guarded_variables(self):
         return self.transformer.trainable_variables
 
@@ -107,13 +113,23 @@ class TransformerTask(loop.TrainTask):
         return self.optimizer.schedule(step)
 
     def hparams(self):
-        trainer = self.trainer
-        return dict(preset=self.transformer.name, batch_size=self.global_batch_size,
-                    dtype_policy=self.dtype_policy,
-                    factors=",".join(map(str, trainer.factors)), loss_mode=trainer.loss_mode,
-                    alpha_decay_steps=trainer.alpha_decay_steps,
+        """The run's true settings: the preset as configured (its architecture fields
+        beside it, so overrides show), "maskgit++" for the baseline (only the full model,
+        ground-truth loss), alpha_decay_steps as configured ("None": the whole run)."""
+        trainer, config = self.trainer, self.transformer.get_config()
+        schedule = self.optimizer.schedule
+        return dict(model="maskgit++" if trainer.is_baseline else "magnets",
+                    preset=presets.preset_of(self.transformer),
+                    **{key: config[key] for key in ("num_layers", "hidden_size", "num_heads",
+                                                    "mlp_dim", "dropout")},
+                    batch_size=self.global_batch_size, dtype_policy=self.dtype_policy,
+                    factors=trainer.factors, loss_mode=trainer.effective_loss_mode,
+                    alpha_decay_steps=("unused" if trainer.is_baseline
+                                       else trainer.alpha_decay_steps_setting),
                     label_smoothing=trainer.label_smoothing,
-                    peak_learning_rate=self.optimizer.schedule.peak_learning_rate)
+                    peak_learning_rate=schedule.peak_learning_rate,
+                    warmup_steps=schedule.warmup_steps, decay=schedule.decay,
+                    weight_decay=float(self.optimizer.weight_decay or 0.0))
 
     def callbacks(self, writer, model_dir):
         if not self.sample_every:
