@@ -139,6 +139,8 @@ def stages(out, dataset, budget, seed):
             f"--model_dir={out / name}", f"--train_steps={budget.train_steps}",
             "--progress=false",
             *bindings(f"TOKENS_DIR='{tokens / 'train'}'", f"train.seed={seed}",
+                      f"EVAL_TOKENS_DIR='{tokens / 'test'}'",
+                      f"train.eval_every={max(budget.train_steps // 4, 1)}",
                       f"train.batch_size={budget.train_batch_size}",
                       f"train.checkpoint_every={max(budget.train_steps // 3, 1)}",
                       f"train.sample_every={max(budget.train_steps // 2, 1)}"))
