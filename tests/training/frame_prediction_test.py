@@ -16,7 +16,7 @@ from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import frame_prediction as fp
 from magnets_tf.training import trainer as trainer_lib
-from tests import event_files
+from magnets_tf.utils import event_files
 from tests.resume_helpers import assert_resumes_after_sigkill
 
 N, C = 32, 16  # 2x4x4 video tokens; the first temporal slice is the condition.

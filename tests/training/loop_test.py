@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from magnets_tf.training import loop
 from magnets_tf.utils import files
-from tests import event_files
+from magnets_tf.utils import event_files
 from tests.resume_helpers import StopAt
 
 

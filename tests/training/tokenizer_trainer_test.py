@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits
 from magnets_tf.models.saving import load_tokenizer
 from magnets_tf.models.vqgan import build_vqgan
 from magnets_tf.training import tokenizer_trainer as tt
-from tests import event_files
+from magnets_tf.utils import event_files
 from tests.resume_helpers import StopAt, assert_resumes_after_sigkill
 
 ROOT = Path(__file__).resolve().parents[2]

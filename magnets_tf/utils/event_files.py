@@ -1,5 +1,6 @@
-"""Reads TensorBoard event files back the way TensorBoard does (`EventAccumulator`), for
-tests of what the trainers write: scalar steps per tag, image and text tags, hparams."""
+"""Reads TensorBoard event files back the way TensorBoard does (`EventAccumulator`): the
+scalar steps per tag, the tags of a summary plugin (images, text), the hparams session.
+For the tests of what the trainers write and scripts/check_tensorboard.py."""
 import os
 
 from tensorboard.backend.event_processing import event_accumulator
