@@ -1,11 +1,9 @@
 """Held-out evaluation: fixed examples and masks (comparable over a run), scores that
 move with the weights, the eval run's tags at eval_every multiples and the last step."""
 import gin
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from magnets_tf.data import tokenized
 from magnets_tf.training import held_out, transformer_task
 from magnets_tf.training.callbacks import LoopCallback
 from magnets_tf.training.token_data import TokenShards
@@ -22,13 +20,8 @@ def tiny_gin():
 
 
 @pytest.fixture
-def held_out_tokens(tmp_path):
-    """32 held-out examples of 2x2 tokens (codebook 16, 10 classes)."""
-    rng = np.random.default_rng(1)
-    tokenized.write_token_shards(
-        str(tmp_path / "held_out"), [(rng.integers(0, 16, (32, 2, 2)), rng.integers(0, 10, 32))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=1)
-    return TokenShards(str(tmp_path / "held_out"))
+def held_out_tokens(held_out_dir):
+    return TokenShards(held_out_dir)
 
 
 @pytest.fixture

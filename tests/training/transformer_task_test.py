@@ -163,20 +163,12 @@ def test_dtype_policy_is_checked_and_reported():
     assert task.hparams()["dtype_policy"] == "mixed_float16"
 
 
-def _held_out(tmp_path):
-    """32 held-out examples in the layout of the tokens_dir fixture."""
-    rng = np.random.default_rng(1)
-    tokenized.write_token_shards(
-        str(tmp_path / "held_out"), [(rng.integers(0, 16, (32, 2, 2)), rng.integers(0, 10, 32))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=1)
-    return str(tmp_path / "held_out")
-
-
-def test_tensorboard_runs_train_eval_and_hparams_of_a_short_run(tmp_path, tokens_dir):
+def test_tensorboard_runs_train_eval_and_hparams_of_a_short_run(tmp_path, tokens_dir,
+                                                                 held_out_dir):
     """A run shorter than log_every: train scalars at its first and last step, held-out
     evaluation in the eval run, sample grids, the gin text and true hparams."""
     model_dir = tmp_path / "magnets"
-    _train(str(model_dir), 5, tokens_dir, log_every=100, eval_tokens_dir=_held_out(tmp_path),
+    _train(str(model_dir), 5, tokens_dir, log_every=100, eval_tokens_dir=held_out_dir,
            eval_every=2, eval_batch_size=8, eval_batches=2, sample_every=5, num_samples=2,
            sample_steps=2)
     assert event_files.run_dirs(model_dir) == [".", "eval", "train"]
