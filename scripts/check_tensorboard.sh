@@ -13,7 +13,8 @@
 # (screenshot dir; default $OUT/screenshots or <logdir>/screenshots), STEPS (training
 # steps of the tiny runs, 30), GIN_FILE (transformer config, gin/fashion_mnist/magnets_tiny.gin;
 # gin/fashion_mnist/magnets_small.gin for the 6x128 model), TOKENIZER_STEPS (12),
-# PYTHON. Needs Debian's `chromium`: installed here with apt-get when missing and run as
+# TRAIN_BINDINGS (extra gin bindings of both transformer runs, space-separated, e.g.
+# "make_optimizer.warmup_steps=20" so a short run's curves move), PYTHON. Needs Debian's `chromium`: installed here with apt-get when missing and run as
 # root (otherwise: apt-get install chromium). Exit 0: every check passed; 1: a check
 # failed (its FAIL line says which); 2: no chromium or a bad argument.
 set -euo pipefail
@@ -56,7 +57,8 @@ else
   every=$(( STEPS / 3 > 0 ? STEPS / 3 : 1 ))
   for name in magnets maskgit; do
     extra=()
-    [ "$name" = maskgit ] && extra=(--gin_bindings="build_transformer.factors=(1,)")
+    for binding in ${TRAIN_BINDINGS:-}; do extra+=(--gin_bindings="$binding"); done
+    [ "$name" = maskgit ] && extra+=(--gin_bindings="build_transformer.factors=(1,)")
     run "train_$name" "$PYTHON" tools/train.py --gin_file="$GIN_FILE" \
       --model_dir="$LOGDIR/$name" --train_steps="$STEPS" --progress=false \
       --gin_bindings="TOKENS_DIR='$OUT/tokens/train'" \
