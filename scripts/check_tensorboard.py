@@ -11,7 +11,9 @@ Starts TensorBoard on a free port, then
      has a session per model dir, named after it, with metric columns from its train and
      eval runs;
   2. with --screenshot_dir, takes headless Chromium screenshots of the Time Series,
-     Images, Text and HParams tabs (timeseries.png, images.png, text.png, hparams.png).
+     Images, Text and HParams tabs (timeseries.png, images.png, text.png, hparams.png)
+     once each has rendered (`headless_chromium`: real-time polling over the DevTools
+     protocol; --virtual-time-budget leaves the charts blank on a loaded machine).
 Prints one line per check and exits 1 if any fails (2 on bad arguments). Run by
 scripts/check_tensorboard.sh (which trains a tiny run first and installs chromium).
 """
@@ -28,6 +30,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 # Tags every model dir of a kind must serve: {kind: {run: {plugin: [tags]}}}. The kind is
 # told by the train run's tags (sample grids or token maps: transformer; reconstructions:
@@ -217,13 +220,32 @@ def check_hparams(base, models, has_eval, report):
                  f"hparams sessions named after the runs: {names}")
 
 
-def screenshot(chromium, url, path, width=1600, height=1000, budget_ms=20000):
-    """A headless Chromium screenshot of `url` after `budget_ms` of virtual time."""
-    command = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-               "--hide-scrollbars", f"--window-size={width},{height}",
-               f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    return result.returncode == 0 and os.path.exists(path) and os.path.getsize(path) > 0
+# When a tab has rendered (a JavaScript condition polled by `headless_chromium`), then a
+# few more seconds for charts drawn by worker threads and images decoded.
+READY = {
+    "timeseries": "document.querySelectorAll('scalar-card line-chart').length > 0",
+    "images": "document.readyState === 'complete'",
+    "text": "document.readyState === 'complete'",
+    "hparams": "document.readyState === 'complete'",
+}
+
+
+def take_screenshots(chromium, base, screenshot_dir, timeseries_filter, report):
+    """Headless Chromium screenshots of the TABS into screenshot_dir/<tab>.png."""
+    from headless_chromium import Browser
+
+    browser = Browser(chromium)
+    try:
+        for tab in TABS:
+            query = (f"?tagFilter={urllib.parse.quote(timeseries_filter)}"
+                     if tab == "timeseries" and timeseries_filter else "")
+            path = os.path.join(screenshot_dir, f"{tab}.png")
+            ready = browser.screenshot(f"{base}/{query}#{tab}", path, READY[tab],
+                                       settle=15.0)
+            report.check(ready and os.path.getsize(path) > 0,
+                         f"screenshot {path}" + ("" if ready else " (never rendered)"))
+    finally:
+        browser.close()
 
 
 def main(argv=None):
@@ -252,12 +274,8 @@ def main(argv=None):
         models = check_logdir(base, args.logdir, report)
         print("model dirs: " + ", ".join(f"{m} ({k})" for m, k in sorted(models.items())))
         if args.screenshot_dir:
-            for tab in TABS:
-                url = f"{base}/#{tab}"
-                if tab == "timeseries" and args.timeseries_filter:
-                    url = f"{base}/?tagFilter={urllib.parse.quote(args.timeseries_filter)}#{tab}"
-                path = os.path.join(args.screenshot_dir, f"{tab}.png")
-                report.check(screenshot(args.chromium, url, path), f"screenshot {path}")
+            take_screenshots(args.chromium, base, args.screenshot_dir,
+                             args.timeseries_filter, report)
     finally:
         process.terminate()
         try:
