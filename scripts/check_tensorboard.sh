@@ -14,7 +14,8 @@
 # steps of the tiny runs, 30), GIN_FILE (transformer config, gin/fashion_mnist/magnets_tiny.gin;
 # gin/fashion_mnist/magnets_small.gin for the 6x128 model), TOKENIZER_STEPS (12),
 # TRAIN_BINDINGS (extra gin bindings of both transformer runs, space-separated, e.g.
-# "make_optimizer.warmup_steps=20" so a short run's curves move), PYTHON. Needs Debian's `chromium`: installed here with apt-get when missing and run as
+# "make_optimizer.warmup_steps=20" so a short run's curves move), TIMESERIES_FILTER (tag
+# regex of the Time Series screenshot, e.g. "loss|accuracy"; default all tags), PYTHON. Needs Debian's `chromium`: installed here with apt-get when missing and run as
 # root (otherwise: apt-get install chromium). Exit 0: every check passed; 1: a check
 # failed (its FAIL line says which); 2: no chromium or a bad argument.
 set -euo pipefail
@@ -78,4 +79,5 @@ else
 fi
 
 echo "[check] TensorBoard on $LOGDIR; screenshots in $SHOTS"
-exec "$PYTHON" scripts/check_tensorboard.py --logdir="$LOGDIR" --screenshot_dir="$SHOTS"
+exec "$PYTHON" scripts/check_tensorboard.py --logdir="$LOGDIR" --screenshot_dir="$SHOTS" \
+  --timeseries_filter="${TIMESERIES_FILTER:-}"
