@@ -4,7 +4,7 @@ PIP = $(PYTHON) -m pip
 BAZEL ?= bazel
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup test pytest bazel-ci bazel-test test-all quickstart quickstart-smoke
+.PHONY: setup test pytest bazel-ci bazel-test test-all quickstart quickstart-smoke check-tensorboard
 
 setup:
 	bash scripts/setup.sh
@@ -40,3 +40,8 @@ quickstart: setup
 
 quickstart-smoke: setup
 	$(PYTHON) tools/quickstart.py --output_dir=runs/quickstart_smoke --quick
+
+# TensorBoard in a real browser: tiny runs (or LOGDIR=runs/...), TensorBoard's data API
+# asserted tag by tag, headless Chromium screenshots of four tabs (installs chromium as root).
+check-tensorboard: setup
+	PYTHON=$(PYTHON) bash scripts/check_tensorboard.sh $(LOGDIR)

@@ -6,7 +6,10 @@ python tools/evaluate.py --model_dir=/tmp/fmnist/transformer --tokenizer_dir=/tm
 
 Plan settings not given as flags come from --gin_file/--gin_bindings (make_plan.*).
 Writes output_dir/metrics.json (FID, precision/recall, IS when the classifier weights are
-converted, exact and paper GFLOPs/image, n and the small-sample note) and samples.png.
+converted, exact and paper GFLOPs/image and their ratio to the full model without cache,
+n and the small-sample note) and samples.png. --tensorboard_dir=DIR also writes its
+numbers as TensorBoard scalars "generation/<name>" into the run DIR (e.g.
+<model_dir>/eval, beside the training's held-out evaluation) at the model's trained step.
 
 Video models (a 3D --tokenizer_dir) are scored on clips of --reference (moving_mnist,
 moving_fashion_mnist, opencv_clips): FVD with the features it names (per-frame FID
@@ -32,6 +35,10 @@ gin_flags.define_gin_flags()
 model_flags.define_compute_dtype_flag()
 flags.DEFINE_string("classifier_dir", None, "Optional class-accuracy classifier "
                     "(tools/train_classifier.py) to report class_accuracy.")
+flags.DEFINE_string("tensorboard_dir", None, "Also write the metrics as TensorBoard scalars "
+                    "'generation/<name>' into this run directory (e.g. <model_dir>/eval).")
+flags.DEFINE_integer("tensorboard_step", None, "Step of those scalars (default: the newest "
+                     "checkpoint step of --model_dir, else 0).")
 flags.DEFINE_string("i3d_path", None, "Video models: I3D SavedModel for standard FVD "
                     "(default: per-frame FID Inception features, named in the output).")
 FLAGS = flags.FLAGS
@@ -61,6 +68,8 @@ def main():
         classify = lambda images: classifier.predict_classes(class_model, images)  # noqa: E731
     # After the usage checks (a refused run leaves nothing), before any work.
     files.check_writable_dir(FLAGS.output_dir, "--output_dir")
+    if FLAGS.tensorboard_dir:
+        files.check_writable_dir(FLAGS.tensorboard_dir, "--tensorboard_dir")
     extractor = scoring_flags.feature_extractor()
     run_setting = dict(reference=FLAGS.reference, model_dir=FLAGS.model_dir,
                        schedule=format_model_schedule(plan.model_schedule),
@@ -75,8 +84,10 @@ def main():
         seed=FLAGS.seed, jit_compile=FLAGS.jit_compile, classify=classify)
     metrics.update(run_setting, refresh=plan.refresh, guidance_scale=plan.guidance_scale,
                    guidance_steps=plan.guidance_steps)
+    add_gflops_ratio(metrics, model, plan)
     out = Path(FLAGS.output_dir)
     files.write_json(out / "metrics.json", metrics)
+    write_tensorboard(metrics)
     images_lib.save_image_grid(images, out / "samples.png", columns=8)
     print(f"FID {metrics['fid']:.2f} (n={metrics['n']} vs {metrics['n_reference']} "
           f"{FLAGS.reference}; biased upward at small n)  precision {metrics['precision']:.3f} "
@@ -130,13 +141,45 @@ def evaluate_video(model, plan, decode_fn, extractor, dataset, split, run_settin
         shown = generated[:8]
     metrics.update(generation.plan_gflops(model, plan), clip_shape=list(tokenizer.video_shape),
                    **run_setting)
+    add_gflops_ratio(metrics, model, plan)
     files.write_json(out / "metrics.json", metrics)
+    write_tensorboard(dict(metrics, fvd=metrics["fvd"]["fvd"]))
     images_lib.write_png(out / "samples.png", images_lib.clip_grid(shown))
     fvd_result = metrics["fvd"]
     print(f"FVD {fvd_result['fvd']:.2f} ({fvd_result['features']}, n={fvd_result['n_generated']})"
           + (f"  PSNR {metrics['psnr_db']:.2f} dB" if "psnr_db" in metrics else "")
           + f"  GFLOPs/clip exact {metrics['gflops_exact']:.3f}")
     print(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+
+
+def add_gflops_ratio(metrics, model, plan):
+    """metrics["gflops_ratio_vs_full_model"]: exact GFLOPs of the full model without cache
+    (same steps and guidance) over those of `plan` (the MaGNeTS saving; 1 for MaskGIT++)."""
+    from magnets_tf.evaluation import flops, generation
+
+    baseline = generation.plan_gflops(model, flops.uncached_baseline_plan(plan))
+    metrics["gflops_ratio_vs_full_model"] = baseline["gflops_exact"] / metrics["gflops_exact"]
+
+
+def trained_step(model_dir):
+    """The newest checkpoint step of a tools/train.py model_dir, else 0 (an exported or
+    committed model without checkpoints)."""
+    from magnets_tf.training import checkpoint_files
+
+    newest = checkpoint_files.checkpoints(os.path.join(model_dir, "checkpoints"))
+    return checkpoint_files.step_of(newest[0]) if newest else 0
+
+
+def write_tensorboard(metrics):
+    """With --tensorboard_dir: the numeric metrics as scalars "generation/<name>"."""
+    if not FLAGS.tensorboard_dir:
+        return
+    from magnets_tf.utils import summaries
+
+    step = (FLAGS.tensorboard_step if FLAGS.tensorboard_step is not None
+            else trained_step(FLAGS.model_dir))
+    tags = summaries.write_scalars(FLAGS.tensorboard_dir, step, metrics, prefix="generation/")
+    print(f"wrote {len(tags)} TensorBoard scalars at step {step} to {FLAGS.tensorboard_dir}")
 
 
 def run():

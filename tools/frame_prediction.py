@@ -45,6 +45,9 @@ flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compil
                   "loaded CPU; timing compares plans under the same setting).")
 flags.DEFINE_bool("train", True, "Train (else load the transformer from --model_dir).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
+flags.DEFINE_integer("steps_per_loop", None, "Train steps per host sync (one tf.function); "
+                     "summaries, images, checkpoints and the loss check run at loop "
+                     "boundaries. Unless given: gin train_frame_prediction.steps_per_loop, else 1.")
 flags.DEFINE_bool("allow_config_change", False, "Resume --model_dir even though the model or "
                   "gin settings differ from the stored ones.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
@@ -53,7 +56,11 @@ FLAGS = flags.FLAGS
 
 def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
+    if FLAGS.steps_per_loop is not None and FLAGS.steps_per_loop < 1:
+        raise app.UsageError(f"--steps_per_loop must be >= 1, got {FLAGS.steps_per_loop}")
     gin_flags.parse_gin_flags()
+    gin_flags.bind_flag_overrides(
+        {"train_frame_prediction.steps_per_loop": FLAGS.steps_per_loop})
     tokenizer = load_tokenizer(FLAGS.tokenizer_dir)
     if not hasattr(tokenizer, "video_shape"):
         raise app.UsageError(f"{FLAGS.tokenizer_dir} holds an image tokenizer, not a "

@@ -139,6 +139,8 @@ def stages(out, dataset, budget, seed):
             f"--model_dir={out / name}", f"--train_steps={budget.train_steps}",
             "--progress=false",
             *bindings(f"TOKENS_DIR='{tokens / 'train'}'", f"train.seed={seed}",
+                      f"EVAL_TOKENS_DIR='{tokens / 'test'}'",
+                      f"train.eval_every={max(budget.train_steps // 4, 1)}",
                       f"train.batch_size={budget.train_batch_size}",
                       f"train.checkpoint_every={max(budget.train_steps // 3, 1)}",
                       f"train.sample_every={max(budget.train_steps // 2, 1)}"))
@@ -152,7 +154,8 @@ def stages(out, dataset, budget, seed):
             f"--classifier_dir={out / 'classifier'}", f"--reference={dataset}:test",
             f"--reference_n={budget.reference_n}", f"--num_samples={budget.eval_samples}",
             "--batch_size=10" if budget.eval_samples >= 10 else "--batch_size=2",
-            f"--seed={seed}", f"--output_dir={out / 'eval' / name}", *PLAN_FLAGS, *plan)
+            f"--seed={seed}", f"--output_dir={out / 'eval' / name}",
+            f"--tensorboard_dir={out / name / 'eval'}", *PLAN_FLAGS, *plan)
     yield "samples", _sample_commands(out, tokenizer)
     config = json.loads((tokens / "train" / "metadata.json").read_text()) \
         if (tokens / "train" / "metadata.json").exists() else None
@@ -236,7 +239,9 @@ def write_report(out, dataset, budget):
         "",
         "## Where things are",
         "",
-        f"- TensorBoard: `tensorboard --logdir {out}` (tokenizer, magnets, maskgit)",
+        f"- TensorBoard: `tensorboard --logdir {out}` (runs tokenizer/train, magnets/train, "
+        f"magnets/eval with the held-out curves and the evaluation's generation/* scalars, "
+        f"maskgit/...; an HParams table)",
         f"- SavedModel: `{exports[-1] if exports else 'not written'}`",
         f"- metrics: `{out / 'eval'}/*/metrics.json`, `{out / 'benchmark.json'}`",
         f"- logs of every stage: `{out / 'logs'}`",

@@ -14,7 +14,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import gin  # noqa: E402
 from absl import flags  # noqa: E402
 
 from magnets_tf.cli import app, gin_flags  # noqa: E402
@@ -64,14 +63,9 @@ def main():
     from magnets_tf.training import transformer_task
 
     gin_flags.parse_gin_flags()
-    # Flags override gin; bound through gin so operative_config.gin records them.
-    with gin.unlock_config():
-        if FLAGS.steps_per_loop is not None:
-            gin.bind_parameter("train.steps_per_loop", FLAGS.steps_per_loop)
-        if FLAGS.jit_compile is not None:
-            gin.bind_parameter("train.jit_compile", FLAGS.jit_compile)
-        if FLAGS.dtype_policy is not None:
-            gin.bind_parameter("train.dtype_policy", FLAGS.dtype_policy)
+    gin_flags.bind_flag_overrides({"train.steps_per_loop": FLAGS.steps_per_loop,
+                                   "train.jit_compile": FLAGS.jit_compile,
+                                   "train.dtype_policy": FLAGS.dtype_policy})
     try:
         strategy = distribute.create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     except ValueError as e:  # --strategy / --tpu that do not go together

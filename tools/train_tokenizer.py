@@ -16,14 +16,20 @@ gin_flags.define_gin_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, summaries and the tokenizer.",
                     required=True)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_integer("steps_per_loop", None, "Train steps per host sync (one tf.function); "
+                     "summaries, images, checkpoints and the loss check run at loop "
+                     "boundaries. Unless given: gin TokenizerTrainer.steps_per_loop, else 1.")
 flags.DEFINE_bool("allow_config_change", False, "Resume --model_dir even though the model or "
                   "gin settings differ from the stored ones.")
 FLAGS = flags.FLAGS
 
 
 def main():
+    if FLAGS.steps_per_loop is not None and FLAGS.steps_per_loop < 1:
+        raise app.UsageError(f"--steps_per_loop must be >= 1, got {FLAGS.steps_per_loop}")
     files.check_writable_dir(FLAGS.model_dir, "--model_dir")
     gin_flags.parse_gin_flags()
+    gin_flags.bind_flag_overrides({"TokenizerTrainer.steps_per_loop": FLAGS.steps_per_loop})
     overrides = dict(allow_config_change=True) if FLAGS.allow_config_change else {}
     metrics = tokenizer_trainer.train_tokenizer_experiment(FLAGS.model_dir,
                                                            progress=FLAGS.progress, **overrides)

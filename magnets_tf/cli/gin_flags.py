@@ -34,3 +34,13 @@ def parse_gin_flags(flag_values=flags.FLAGS):
         gin_setup.parse_gin(flag_values.gin_file, flag_values.gin_bindings)
     except (OSError, ValueError, KeyError, TypeError, SyntaxError) as error:
         raise app.UsageError(f"bad gin configuration: {error}") from None
+
+
+def bind_flag_overrides(bindings):
+    """Binds {"configurable.parameter": flag value} for the flags given (value not None),
+    after `parse_gin_flags`: a flag overrides the gin files, and being a gin binding it is
+    recorded in the run's operative_config.gin."""
+    with gin.unlock_config():
+        for name, value in bindings.items():
+            if value is not None:
+                gin.bind_parameter(name, value)

@@ -31,8 +31,10 @@ GIN = os.path.join(ROOT, "gin", "fashion_mnist", "magnets_tiny.gin")
 REFERENCE = os.path.join(ROOT, "checkpoints", "fashion_mnist")
 BASE_STEPS = 4
 # Not a run's data: rewritten by every run on purpose (`checkpoint` is the state file
-# listing the checkpoints; train_summary.json keeps earlier runs under "history").
-VOLATILE = ("tensorboard", "run.lock", "train_summary.json", "checkpoint")
+# listing the checkpoints; train_summary.json keeps earlier runs under "history"), and
+# TensorBoard event files (every run appends its own; in model_dir, train/ and eval/).
+VOLATILE = ("run.lock", "train_summary.json", "checkpoint")
+EVENT_FILE_PREFIX = "events.out.tfevents."
 
 
 class Skipped(Exception):
@@ -76,10 +78,8 @@ def snapshot(directory, everything=False):
     (all files with `everything`)."""
     found = {}
     for root, dirs, names in os.walk(directory):
-        if not everything:
-            dirs[:] = [d for d in dirs if d not in VOLATILE]
         for name in names:
-            if name in VOLATILE and not everything:
+            if not everything and (name in VOLATILE or name.startswith(EVENT_FILE_PREFIX)):
                 continue
             path = os.path.join(root, name)
             found[os.path.relpath(path, directory)] = _digest(path)

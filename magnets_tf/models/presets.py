@@ -27,6 +27,15 @@ def preset_config(preset):
     return dict(PRESETS[preset])
 
 
+MODEL_NAME_PREFIX = "maskgit_"  # A built model's name is MODEL_NAME_PREFIX + preset.
+
+
+def preset_of(model):
+    """The preset name `build_transformer` built `model` from (its name without the
+    prefix), e.g. "tiny"."""
+    return model.name.removeprefix(MODEL_NAME_PREFIX)
+
+
 @gin.configurable
 def build_transformer(preset="tiny", codebook_size=1024, num_classes=1000, num_tokens=256,
                       num_condition_tokens=0, factors=(1, 2, 4, 8), dropout=0.1,
@@ -44,7 +53,7 @@ def build_transformer(preset="tiny", codebook_size=1024, num_classes=1000, num_t
     model = MaskGitTransformer(codebook_size=codebook_size, num_classes=num_classes,
                                num_tokens=num_tokens, num_condition_tokens=num_condition_tokens,
                                factors=factors, dropout=dropout,
-                               attention_dropout=attention_dropout, name=f"maskgit_{preset}",
+                               attention_dropout=attention_dropout, name=MODEL_NAME_PREFIX + preset,
                                dtype=dtype, **config)
     model.build()
     return model

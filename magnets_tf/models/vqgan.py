@@ -245,6 +245,15 @@ class Decoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("magnets_tf")
+def code_perplexity(counts):
+    """exp(entropy) of the code distribution given by `counts` [codebook_size]: the
+    number of equally used codes with the same entropy (1: one code; codebook_size: all
+    used equally)."""
+    probs = counts / tf.maximum(tf.reduce_sum(counts), 1.0)
+    entropy = -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(probs), probs))
+    return tf.exp(entropy)
+
+
 class VectorQuantizer(keras.layers.Layer):
     """L2 nearest-neighbour codebook lookup with straight-through gradients.
 
@@ -304,7 +313,8 @@ class VectorQuantizer(keras.layers.Layer):
         losses = dict(codebook_loss=codebook_loss,
                       commitment_loss=self.commitment_cost * commitment_loss,
                       quantizer_loss=codebook_loss + self.commitment_cost * commitment_loss,
-                      batch_codebook_usage=tf.reduce_mean(tf.cast(counts > 0, tf.float32)))
+                      batch_codebook_usage=tf.reduce_mean(tf.cast(counts > 0, tf.float32)),
+                      batch_codebook_perplexity=code_perplexity(counts))
         return straight_through, indices, losses
 
     def restart_dead_codes(self, z, threshold, rng=None):

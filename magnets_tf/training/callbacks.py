@@ -86,29 +86,40 @@ class ProgressLogger(LoopCallback):
 
 class ScalarSummaries(LoopCallback):
     """TensorBoard scalars: every log (per-model ones "x_p<factor>" grouped under "x/"),
-    the learning rate and throughput. learning_rate_fn(step) may return None;
-    examples/s needs `global_batch_size`. With steps_per_loop > 1 the logs are the
-    means over the last loop."""
+    the learning rate and throughput (steps/s; examples/s needs `global_batch_size`).
+    learning_rate_fn(step) may return None. Written at the first boundary of every run
+    (fresh or resumed: a curve starts where the run starts), every `log_every` steps and
+    at the last step `total_steps`, so even a run shorter than log_every has points. With
+    steps_per_loop > 1 the logs are the means over the last loop. Throughput is measured
+    between written points, from the first one on (its own window would hold the tracing
+    and compilation of the step function)."""
 
-    def __init__(self, writer, log_every, learning_rate_fn, global_batch_size):
+    def __init__(self, writer, log_every, total_steps, learning_rate_fn, global_batch_size):
         super().__init__()
         self.writer = writer
         self.log_every = int(log_every)
+        self.total_steps = int(total_steps)
         self.learning_rate_fn = learning_rate_fn
         self.global_batch_size = global_batch_size
         self._last = None
+        self._start_step = 0
         self.last_steps_per_second = None
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._last = (self.previous_step, time.perf_counter())
+        self._start_step = self.previous_step
+        self._last = None
+
+    def due_now(self, step):
+        """Whether `step` (a loop boundary) gets scalars."""
+        return (self.previous_step == self._start_step or self.due(step, self.log_every)
+                or step == self.total_steps)
 
     def on_loop_end(self, step, logs):
-        if not self.due(step, self.log_every):
+        if not self.due_now(step):
             return
         now = time.perf_counter()
-        last_step, last_time = self._last
-        self._last = (step, now)
+        last, self._last = self._last, (step, now)
         with self.writer.as_default(step=step):
             for key, value in logs.items():
                 nested = _PER_MODEL.match(key)
@@ -116,8 +127,8 @@ class ScalarSummaries(LoopCallback):
             learning_rate = self.learning_rate_fn(step)
             if learning_rate is not None:
                 tf.summary.scalar("learning_rate", float(learning_rate))
-            if step > last_step:
-                steps_per_second = (step - last_step) / max(now - last_time, 1e-9)
+            if last is not None and step > last[0]:
+                steps_per_second = (step - last[0]) / max(now - last[1], 1e-9)
                 self.last_steps_per_second = steps_per_second
                 tf.summary.scalar("throughput/steps_per_second", steps_per_second)
                 if self.global_batch_size:

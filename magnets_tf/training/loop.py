@@ -12,7 +12,11 @@ State in `model_dir`:
   operative_config.gin        the gin configuration that ran
   config_history/             earlier configurations a resumed run changed (`run_config`)
   run.lock                    the pid and host of the run using model_dir (`run_lock`)
-  tensorboard/                scalars, config text, hparams and the task's images
+  train/, eval/               TensorBoard runs: `train` the training scalars, the config
+                              text and the task's images; `eval` periodic evaluation (the
+                              task's); the events file in model_dir itself holds the hparams
+                              (an hparams session named after model_dir, whose metric
+                              groups are "train" and "eval": docs/training.md, Monitoring)
   train_summary.json          first and final step, last logs, steps/s of this run, and
                               the summaries of earlier runs ("history")
   + whatever `task.export` writes at every checkpoint (e.g. the transformer's weights).
@@ -59,7 +63,8 @@ from magnets_tf.utils import errors, files
 
 OPERATIVE_CONFIG = "operative_config.gin"
 CHECKPOINT_DIR = "checkpoints"
-TENSORBOARD_DIR = "tensorboard"
+TRAIN_RUN = "train"  # TensorBoard run directories inside model_dir.
+EVAL_RUN = "eval"
 SUMMARY_FILE = "train_summary.json"
 
 NonFiniteLossError = callbacks_lib.NonFiniteLossError
@@ -199,14 +204,35 @@ def _check_finite(logs, step, guard, weight_norm):
     guard.check(step, logs, weight_norm() if weight_norm else None)
 
 
-def _write_config_summaries(writer, operative_config, hparams):
+def run_name(model_dir):
+    """The name a run goes by in TensorBoard's hparams table: model_dir's base name."""
+    return os.path.basename(os.path.normpath(model_dir)) or model_dir
+
+
+def hparam_value(value):
+    """`value` as the hparams plugin takes it: bool/int/float/str as is, None as "None",
+    sequences as "1,2,4,8", anything else as its str."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _write_config_summaries(model_dir, train_writer, operative_config, hparams):
+    """The operative gin config as text in the train run, and the hparams session in
+    model_dir itself (so the train and eval runs are its metric groups)."""
     from tensorboard.plugins.hparams import api as hp_api
 
-    with writer.as_default(step=0):
+    with train_writer.as_default(step=0):
         text = "\n".join("    " + line for line in operative_config.splitlines())
         tf.summary.text("config/operative_gin", text)
-        hp_api.hparams(hparams)
-    writer.flush()
+    train_writer.flush()
+    session_writer = tf.summary.create_file_writer(model_dir)
+    with session_writer.as_default(step=0):
+        hp_api.hparams({k: hparam_value(v) for k, v in hparams.items()},
+                       trial_id=run_name(model_dir))
+    session_writer.close()
 
 
 def loop_period(every, steps_per_loop, name):
@@ -301,13 +327,14 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
         strategy, lambda context: task.dataset(context, start_step)))
     train_function = distribute.make_train_function(task.train_step, strategy, jit_compile)
 
-    writer = (tf.summary.create_file_writer(os.path.join(model_dir, TENSORBOARD_DIR))
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir, TRAIN_RUN))
               if chief else tf.summary.create_noop_writer())
     if start_step == 0 and chief:
         hparams = dict(task.hparams(), train_steps=train_steps, seed=task.seed,
                        strategy=type(strategy).__name__, jit_compile=bool(jit_compile),
-                       steps_per_loop=steps_per_loop)
-        _write_config_summaries(writer, operative, hparams)
+                       steps_per_loop=steps_per_loop, log_every=log_every,
+                       checkpoint_every=checkpoint_every)
+        _write_config_summaries(model_dir, writer, operative, hparams)
 
     def export(step):
         if chief:
@@ -319,7 +346,7 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
         callbacks_lib.CheckpointSaver(
             saver, checkpoint_every, train_steps, export,
             before_save=lambda step: guard.check_saved(step, weight_norm and weight_norm())),
-        callbacks_lib.ScalarSummaries(writer, log_every, task.learning_rate,
+        callbacks_lib.ScalarSummaries(writer, log_every, train_steps, task.learning_rate,
                                       task.global_batch_size),
         *(task.callbacks(writer, model_dir) if chief else []),
         callbacks_lib.ProgressLogger(train_steps, log_every, use_tqdm=progress and chief),

@@ -4,8 +4,10 @@ One trainer for every data set, run by the package's training loop (`loop.run`:
 checkpoints, resume, NaN guard, TensorBoard, progress). The model directory holds
   checkpoints/               tokenizer, optimizers, discriminator and the dead-code
                              restart generator, for resuming,
-  tensorboard/               losses, codebook usage, inputs over reconstructions
-                             (tensorboard/eval: the final evaluation),
+  train/, eval/              TensorBoard runs: losses, gradient norm, codebook health
+                             (batch usage and perplexity, alive fraction, restarts),
+                             inputs over reconstructions, the gin config; eval: the final
+                             evaluation (PSNR, codebook usage, test reconstructions),
   tokenizer_config.json      the VQGAN config, and tokenizer.weights.h5 its weights
                              (written at every checkpoint; read back by `load_tokenizer`),
   metrics.json               the final evaluation (PSNR, codebook usage),
@@ -29,6 +31,7 @@ from magnets_tf.models.saving import TOKENIZER_CONFIG, save_tokenizer
 from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
 from magnets_tf.training import loop
+from magnets_tf.training.callbacks import LoopCallback
 from magnets_tf.utils import files, images as images_lib
 
 TOKENIZER_TYPES = (VQGAN, VideoTokenizer)
@@ -73,7 +76,7 @@ def pairs_grid(inputs, reconstructions, max_items=8):
     return images_lib.image_grid(pair, columns=n)[None]
 
 
-class ReconstructionImages(keras.callbacks.Callback):
+class ReconstructionImages(LoopCallback):
     """Every `every` steps and at the last step: a fixed batch over its reconstructions."""
 
     def __init__(self, tokenizer, inputs, writer, every, total_steps):
@@ -84,8 +87,8 @@ class ReconstructionImages(keras.callbacks.Callback):
         self.every = int(every)
         self.total_steps = int(total_steps)
 
-    def on_train_batch_end(self, step, logs=None):
-        if (self.every and step % self.every == 0) or step == self.total_steps:
+    def on_loop_end(self, step, logs):
+        if self.due(step, self.every) or step == self.total_steps:
             grid = pairs_grid(self.inputs, self.tokenizer(self.inputs))
             with self.writer.as_default(step=step):
                 tf.summary.image("inputs_over_reconstructions", grid)
@@ -104,6 +107,8 @@ class TokenizerTrainer(loop.TrainTask):
     only: codebook usage and restarts are per-replica state. `model` is built by the
     caller, so its initial weights are the caller's (`train_tokenizer_experiment` seeds
     TF with `seed` first); the discriminator is built by `build` from the loop's seed.
+    steps_per_loop steps run per host sync (`loop.run`: summaries, images, checkpoints
+    at loop boundaries; the weights do not depend on it).
     """
 
     def __init__(self, model, model_dir, num_steps=1000, learning_rate=1e-3,
@@ -112,7 +117,7 @@ class TokenizerTrainer(loop.TrainTask):
                  gan_weight=0.1, gan_start_step=0, discriminator_learning_rate=1e-4,
                  restart_every=100, restart_fraction=0.03, log_every=50,
                  image_every=500, checkpoint_every=500, max_checkpoints=2, jit_compile=False,
-                 seed=0):
+                 seed=0, steps_per_loop=1):
         if not isinstance(model, TOKENIZER_TYPES):
             raise ValueError(f"model must be a VQGAN or VideoTokenizer, got "
                              f"{type(model).__name__}")
@@ -139,6 +144,9 @@ class TokenizerTrainer(loop.TrainTask):
         self.max_checkpoints = int(max_checkpoints)
         self.jit_compile = bool(jit_compile)
         self.seed = int(seed)
+        self.steps_per_loop = int(steps_per_loop)
+        if self.steps_per_loop < 1:
+            raise ValueError(f"steps_per_loop must be >= 1, got {steps_per_loop!r}")
         self.discriminator = None
         self._data_source = None
 
@@ -195,7 +203,8 @@ class TokenizerTrainer(loop.TrainTask):
         return dict(loss=total, l2_loss=l2, l1_loss=l1,
                     codebook_loss=out["codebook_loss"],
                     commitment_loss=out["commitment_loss"],
-                    batch_codebook_usage=out["batch_codebook_usage"])
+                    batch_codebook_usage=out["batch_codebook_usage"],
+                    batch_codebook_perplexity=out["batch_codebook_perplexity"])
 
     def train_step(self, batch):
         images = batch_inputs(batch)
@@ -212,7 +221,9 @@ class TokenizerTrainer(loop.TrainTask):
                 logs["loss"] = total
                 logs["generator_loss"] = generator_loss
         variables = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        gradients = tape.gradient(total, variables)
+        logs["grad_norm"] = tf.linalg.global_norm(gradients)  # One replica: the whole one.
+        self.optimizer.apply_gradients(zip(gradients, variables))
         if self.use_gan:
             with tf.GradientTape() as tape:
                 real = self.discriminator(as_frames(images))
@@ -253,9 +264,13 @@ class TokenizerTrainer(loop.TrainTask):
 
     def hparams(self):
         return dict(tokenizer=self.model.name, codebook_size=self.model.codebook_size,
-                    peak_learning_rate=self.learning_rate_peak, l1_weight=self.l1_weight,
-                    l2_weight=self.l2_weight, use_gan=self.use_gan,
-                    restart_every=self.restart_every)
+                    grid="x".join(map(str, self.model.grid_shape)), batch_size=self.global_batch_size,
+                    peak_learning_rate=self.learning_rate_peak,
+                    warmup_steps=self.warmup_steps, weight_decay=self.weight_decay,
+                    l1_weight=self.l1_weight, l2_weight=self.l2_weight,
+                    quantizer_weight=self.quantizer_weight, use_gan=self.use_gan,
+                    gan_weight=self.gan_weight if self.use_gan else 0.0,
+                    restart_every=self.restart_every, restart_fraction=self.restart_fraction)
 
     def callbacks(self, writer, model_dir):
         inputs = batch_inputs(next(iter(self._data.take(1))))
@@ -273,6 +288,7 @@ class TokenizerTrainer(loop.TrainTask):
                         self.num_steps, checkpoint_every=self.checkpoint_every,
                         keep_checkpoints=self.max_checkpoints, log_every=self.log_every,
                         jit_compile=self.jit_compile, progress=progress, callbacks=callbacks,
+                        steps_per_loop=self.steps_per_loop,
                         allow_config_change=allow_config_change)
 
 
@@ -360,7 +376,7 @@ def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="
     metrics = evaluate_tokenizer(model, eval_data, max_batches=eval_max_batches)
     metrics.update(dataset=dataset, split=eval_split, train_steps=trainer.num_steps,
                    train_seconds_this_run=round(train_seconds, 1))
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, loop.TENSORBOARD_DIR, "eval"))
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, loop.EVAL_RUN))
     with writer.as_default():
         tf.summary.scalar("psnr_db", metrics["psnr_db"], step=trainer.num_steps)
         tf.summary.scalar("codebook_usage", metrics["codebook_usage"], step=trainer.num_steps)

@@ -51,6 +51,7 @@ class NestedMaskGitTrainer(keras.Model):
         self.seed = int(seed)
         self.factors = factors
         self.loss_mode = loss_mode
+        self.alpha_decay_steps_setting = alpha_decay_steps  # As configured (None: the run).
         if alpha_decay_steps is None:
             alpha_decay_steps = total_steps
         if alpha_decay_steps is None or int(alpha_decay_steps) <= 0:
@@ -67,6 +68,18 @@ class NestedMaskGitTrainer(keras.Model):
 
     def call(self, token_ids, factor=1, training=False):
         return self.transformer(token_ids, factor=factor, training=training)
+
+    @property
+    def is_baseline(self):
+        """True for the MaskGIT++ baseline (only the full model): eq. 3 reduces to the
+        ground-truth term and alpha plays no part."""
+        return self.factors == (1,)
+
+    @property
+    def effective_loss_mode(self):
+        """The loss this trainer actually optimises: `loss_mode`, or "gt_only" for the
+        baseline, whose single model has no distillation term."""
+        return "gt_only" if self.is_baseline else self.loss_mode
 
     def alpha(self, step):
         return losses.distillation_alpha(step, self.alpha_decay_steps, self.loss_mode)
@@ -124,8 +137,22 @@ class NestedMaskGitTrainer(keras.Model):
             # scales it here and unscales the gradients in apply_gradients.
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
+        grad_norm = self._global_gradient_norm(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._global_logs(loss, per_model, logits, targets, mask, step)
+        logs = self._global_logs(loss, per_model, logits, targets, mask, step)
+        logs["grad_norm"] = grad_norm
+        return logs
+
+    def _global_gradient_norm(self, gradients):
+        """The global L2 norm of the update's gradient (summed over replicas, unscaled):
+        identical on every replica. With several replicas this costs one extra all-reduce
+        of the gradients (the optimizer's own reduction happens inside apply_gradients)."""
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        norm = tf.linalg.global_norm(gradients)  # float32: variables are float32
+        scale = getattr(self.optimizer, "dynamic_scale", None)  # LossScaleOptimizer
+        return norm / tf.cast(scale, tf.float32) if scale is not None else norm
 
     def _global_logs(self, loss, per_model, logits, targets, mask, step):
         """Logs summed over replicas: identical on every replica."""
@@ -138,7 +165,9 @@ class NestedMaskGitTrainer(keras.Model):
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             sums = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)
-        logs = {"loss": sums["loss"], "alpha": self.alpha(step)}
+        logs = {"loss": sums["loss"]}
+        if not self.is_baseline:
+            logs["alpha"] = self.alpha(step)
         for p in self.factors:
             logs[f"loss_p{p}"] = sums[f"loss_p{p}"]
             logs[f"accuracy_p{p}"] = sums[f"correct_p{p}"] / tf.maximum(sums[f"count_p{p}"], 1.0)

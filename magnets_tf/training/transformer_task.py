@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from magnets_tf.models import saving
+from magnets_tf.models import presets, saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import callbacks as callbacks_lib
-from magnets_tf.training import loop, run_config, token_data, trainer as trainer_lib
+from magnets_tf.training import held_out, loop, run_config, token_data, trainer as trainer_lib
 from magnets_tf.training.optimizer import make_optimizer
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -44,13 +44,16 @@ class TransformerTask(loop.TrainTask):
 
     global_batch_size is split over replicas. sample_every > 0 writes sample grids of
     every nested sub-model (`num_samples` class-conditional samples, `sample_steps`
-    decoding steps) to TensorBoard and model_dir/samples. dtype_policy: the
+    decoding steps) to TensorBoard and model_dir/samples. eval_every > 0 scores every
+    sub-model on `eval_tokens` (a held-out token source; `eval_batches` batches of
+    `eval_batch_size`) into the `eval` run (`held_out.HeldOutEvaluation`). dtype_policy: the
     transformer's Keras dtype policy (`DTYPE_POLICIES`; variables stay float32, losses
     and logits float32; mixed_float16 adds dynamic loss scaling).
     """
 
     def __init__(self, tokens, global_batch_size, seed=0, sample_every=0, num_samples=8,
-                 sample_steps=8, dtype_policy="float32"):
+                 sample_steps=8, dtype_policy="float32", eval_tokens=None, eval_every=0,
+                 eval_batch_size=64, eval_batches=2):
         if dtype_policy not in DTYPE_POLICIES:
             raise ValueError(f"unknown dtype_policy {dtype_policy!r}; known: {DTYPE_POLICIES}")
         self.dtype_policy = dtype_policy
@@ -60,8 +63,15 @@ class TransformerTask(loop.TrainTask):
         self.sample_every = run_config.require_int("sample_every", sample_every, 0)
         self.num_samples = run_config.require_int("num_samples", num_samples, 1)
         self.sample_steps = run_config.require_int("sample_steps", sample_steps, 1)
+        self.eval_tokens = eval_tokens
+        self.eval_every = run_config.require_int("eval_every", eval_every, 0)
+        self.eval_batch_size = run_config.require_int("eval_batch_size", eval_batch_size, 1)
+        self.eval_batches = run_config.require_int("eval_batches", eval_batches, 1)
+        if self.eval_every and eval_tokens is None:
+            raise ValueError(f"eval_every={eval_every} needs held-out tokens (eval_tokens_dir)")
 
     def build(self, strategy, train_steps):
+        self.train_steps = int(train_steps)
         self.transformer = build_transformer(
             codebook_size=self.tokens.codebook_size, num_classes=self.tokens.num_classes,
             num_tokens=math.prod(self.tokens.grid),
@@ -93,6 +103,12 @@ class TransformerTask(loop.TrainTask):
     def export(self, model_dir):
         saving.save_transformer(self.transformer, model_dir)
 
+    @property
+    def divergence_keys(self):
+        # Under mixed_float16 an overflowing gradient is routine (the loss scale halves
+        # and the update is skipped): its Inf grad_norm is no divergence.
+        return ("loss",) if self.dtype_policy == "mixed_float16" else ("loss", "grad_norm")
+
     def guarded_variables(self):
         return self.transformer.trainable_variables
 
@@ -107,22 +123,39 @@ class TransformerTask(loop.TrainTask):
         return self.optimizer.schedule(step)
 
     def hparams(self):
-        trainer = self.trainer
-        return dict(preset=self.transformer.name, batch_size=self.global_batch_size,
-                    dtype_policy=self.dtype_policy,
-                    factors=",".join(map(str, trainer.factors)), loss_mode=trainer.loss_mode,
-                    alpha_decay_steps=trainer.alpha_decay_steps,
+        """The run's true settings: the preset as configured (its architecture fields
+        beside it, so overrides show), "maskgit++" for the baseline (only the full model,
+        ground-truth loss), alpha_decay_steps as configured ("None": the whole run)."""
+        trainer, config = self.trainer, self.transformer.get_config()
+        schedule = self.optimizer.schedule
+        return dict(model="maskgit++" if trainer.is_baseline else "magnets",
+                    preset=presets.preset_of(self.transformer),
+                    **{key: config[key] for key in ("num_layers", "hidden_size", "num_heads",
+                                                    "mlp_dim", "dropout")},
+                    batch_size=self.global_batch_size, dtype_policy=self.dtype_policy,
+                    factors=trainer.factors, loss_mode=trainer.effective_loss_mode,
+                    alpha_decay_steps=("unused" if trainer.is_baseline
+                                       else trainer.alpha_decay_steps_setting),
                     label_smoothing=trainer.label_smoothing,
-                    peak_learning_rate=self.optimizer.schedule.peak_learning_rate)
+                    peak_learning_rate=schedule.peak_learning_rate,
+                    warmup_steps=schedule.warmup_steps, decay=schedule.decay,
+                    weight_decay=float(self.optimizer.weight_decay or 0.0))
 
     def callbacks(self, writer, model_dir):
+        found = []
+        if self.eval_every:
+            eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, loop.EVAL_RUN))
+            found.append(held_out.HeldOutEvaluation(
+                self.transformer, self.trainer.factors, self.eval_tokens, eval_writer,
+                self.eval_every, self.train_steps, self.eval_batch_size,
+                self.eval_batches, seed=self.seed))
         if not self.sample_every:
-            return []
+            return found
         transformer = self.transformer
         num_classes = transformer.num_classes
         class_ids = (np.arange(self.num_samples) % num_classes if num_classes
                      else np.full(self.num_samples, transformer.null_class_id))
-        return [callbacks_lib.SampleGrids(
+        return [*found, callbacks_lib.SampleGrids(
             transformer, writer, self.sample_every, os.path.join(model_dir, "samples"),
             self.trainer.factors, class_ids, self.tokens.grid,
             num_steps=min(self.sample_steps, transformer.num_tokens),
@@ -133,15 +166,20 @@ class TransformerTask(loop.TrainTask):
 def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=256, seed=0,
           checkpoint_every=1000, keep_checkpoints=3, log_every=100, sample_every=0,
           num_samples=8, sample_steps=8, jit_compile="auto", steps_per_loop=1, progress=True,
-          extra_callbacks=(), dtype_policy="float32", allow_config_change=False):
+          extra_callbacks=(), dtype_policy="float32", allow_config_change=False,
+          eval_tokens_dir=None, eval_every=0, eval_batch_size=64, eval_batches=2):
     """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
 
     batch_size is the global batch (split over replicas). steps_per_loop steps run per
-    host sync (checkpoint_every and log_every are rounded up to multiples of it).
-    jit_compile: "auto", True or False (XLA for the per-replica step). dtype_policy:
+    host sync (checkpoint_every, log_every and eval_every are rounded up to multiples of
+    it). jit_compile: "auto", True or False (XLA for the per-replica step). dtype_policy:
     "float32", "mixed_bfloat16" or "mixed_float16" (see `TransformerTask`; recorded in the
-    exported transformer_config.json). allow_config_change: resume a model_dir whose
-    stored model or gin settings differ (`run_config`). Returns the run's summary.
+    exported transformer_config.json). eval_every > 0: every eval_every steps (and at the
+    last) the held-out token shards in `eval_tokens_dir` (e.g. the test split of
+    tools/tokenize_dataset.py) are scored into the `eval` TensorBoard run
+    (`held_out.HeldOutEvaluation`: eval_batches x eval_batch_size examples).
+    allow_config_change: resume a model_dir whose stored model or gin settings differ
+    (`run_config`). Returns the run's summary.
     """
     settings = {name: run_config.require_int(f"train.{name}", value, minimum)
                 for name, value, minimum in (
@@ -149,11 +187,23 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
                     ("checkpoint_every", checkpoint_every, 0),
                     ("keep_checkpoints", keep_checkpoints, 1), ("log_every", log_every, 1),
                     ("sample_every", sample_every, 0), ("num_samples", num_samples, 1),
-                    ("sample_steps", sample_steps, 1), ("steps_per_loop", steps_per_loop, 1))}
+                    ("sample_steps", sample_steps, 1), ("steps_per_loop", steps_per_loop, 1),
+                    ("eval_every", eval_every, 0), ("eval_batch_size", eval_batch_size, 1),
+                    ("eval_batches", eval_batches, 1))}
+    if settings["eval_every"] and not eval_tokens_dir:
+        raise ValueError(f"train.eval_every={eval_every} needs train.eval_tokens_dir (held-out "
+                         f"token shards, e.g. the test split of tools/tokenize_dataset.py)")
+    eval_tokens = token_data.TokenShards(eval_tokens_dir) if settings["eval_every"] else None
     task = TransformerTask(token_data.TokenShards(tokens_dir), settings["batch_size"],
                            seed=settings["seed"], sample_every=settings["sample_every"],
                            num_samples=settings["num_samples"],
-                           sample_steps=settings["sample_steps"], dtype_policy=dtype_policy)
+                           sample_steps=settings["sample_steps"], dtype_policy=dtype_policy,
+                           eval_tokens=eval_tokens,
+                           eval_every=loop.loop_period(settings["eval_every"],
+                                                       settings["steps_per_loop"],
+                                                       "eval_every"),
+                           eval_batch_size=settings["eval_batch_size"],
+                           eval_batches=settings["eval_batches"])
     return loop.run(task, model_dir, strategy, train_steps,
                     checkpoint_every=settings["checkpoint_every"],
                     keep_checkpoints=settings["keep_checkpoints"],

@@ -30,7 +30,8 @@ def test_one_clear_error_needs_code_single_line_match_and_no_traceback():
 
 def test_data_lost_counts_changed_or_deleted_files_not_moved_ones(tmp_path):
     for name in ("a.bin", "checkpoints/ckpt-1.index", "checkpoints/ckpt-2.index",
-                 "checkpoints/checkpoint", "tensorboard/events", "run.lock", "config.gin"):
+                 "checkpoints/checkpoint", "train/events.out.tfevents.1.h", "run.lock",
+                 "config.gin", "events.out.tfevents.2.h"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(name)
     before = fault_drill.snapshot(str(tmp_path))
@@ -39,7 +40,7 @@ def test_data_lost_counts_changed_or_deleted_files_not_moved_ones(tmp_path):
     (tmp_path / "checkpoints" / "corrupt").mkdir()
     os.replace(tmp_path / "checkpoints" / "ckpt-2.index",
                tmp_path / "checkpoints" / "corrupt" / "ckpt-2.index")
-    (tmp_path / "tensorboard" / "events").write_text("rewritten")
+    (tmp_path / "train" / "events.out.tfevents.1.h").write_text("rewritten")
     (tmp_path / "config_history").mkdir()  # An archived copy counts as kept.
     os.replace(tmp_path / "config.gin", tmp_path / "config_history" / "config-step2.gin")
     (tmp_path / "config.gin").write_text("new settings")

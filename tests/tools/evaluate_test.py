@@ -86,17 +86,23 @@ def test_evaluate_and_resumable_sweep(checkpoints, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
-def test_gin_bindings_reach_the_plan(checkpoints, tmp_path):
+def test_gin_bindings_reach_the_plan_and_tensorboard(checkpoints, tmp_path):
     out = _run("evaluate.py", f"--model_dir={checkpoints / 'transformer'}",
                f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
                "--num_samples=4", "--batch_size=4", "--jit_compile=false",
                "--gin_bindings=make_plan.num_steps=3",
                "--gin_bindings=make_plan.model_schedule='8:1,1:2'",
-               f"--output_dir={tmp_path / 'eval'}",
-               env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
+               f"--output_dir={tmp_path / 'eval'}", f"--tensorboard_dir={tmp_path / 'tb'}",
+               "--tensorboard_step=7", env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["schedule"] == "8:1,1:2" and metrics["steps"] == 3
+    # The full model without cache over the plan; its metrics as TensorBoard scalars.
+    assert metrics["gflops_ratio_vs_full_model"] > 1.0
+    from magnets_tf.utils import event_files
+    scalars = event_files.scalar_steps(tmp_path / "tb")
+    for name in ("fid", "precision", "recall", "gflops_exact", "gflops_ratio_vs_full_model"):
+        assert scalars[f"generation/{name}"] == [7], name
     from magnets_tf import xla_cpu  # the float setting the numbers were made with
     if xla_cpu.vector_width() is None:
         asked = "--xla_cpu_prefer_vector_width=512" in metrics["xla_flags"]

@@ -50,8 +50,12 @@ def test_trains_and_compares_magnets_with_the_full_model(tokenizer_dir, tmp_path
                "--schedule=2:2,1:2", "--timing_repeats=1", "--jit_compile=false",
                "--progress=false", "--gin_bindings=build_transformer.preset='tiny'",
                "--gin_bindings=train_frame_prediction.num_steps=2",
-               "--gin_bindings=make_optimizer.warmup_steps=1")
+               "--gin_bindings=make_optimizer.warmup_steps=1", "--steps_per_loop=2")
     assert out.returncode == 0, out.stderr
+    assert "train_frame_prediction.steps_per_loop = 2" in (
+        model_dir / "operative_config.gin").read_text()
+    from magnets_tf.utils import event_files
+    assert event_files.scalar_steps(model_dir / "train")["loss"] == [2]  # One loop of 2.
     metrics = json.loads((model_dir / "metrics.json").read_text())
     ours, full = metrics["magnets"], metrics["full_model_no_cache"]
     assert ours["condition_tokens_unchanged"] and full["condition_tokens_unchanged"]

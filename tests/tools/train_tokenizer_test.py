@@ -25,7 +25,7 @@ def _run(*args):
 def test_trains_saves_and_reports_metrics(tmp_path):
     model_dir = tmp_path / "tok"
     out = _run(f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
-               f"--model_dir={model_dir}", *_TINY)
+               f"--model_dir={model_dir}", "--steps_per_loop=2", *_TINY)
     assert out.returncode == 0, out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("psnr_db=") and " codebook_usage=" in last
@@ -35,9 +35,14 @@ def test_trains_saves_and_reports_metrics(tmp_path):
     assert 0 < metrics["codebook_usage"] <= 1
     for name in ("tokenizer_config.json", "tokenizer.weights.h5", "operative_config.gin"):
         assert (model_dir / name).exists()
+    assert "TokenizerTrainer.steps_per_loop = 2" in (model_dir / "operative_config.gin"
+                                                      ).read_text()
+    from magnets_tf.utils import event_files
+    assert event_files.scalar_steps(model_dir / "train")["l2_loss"] == [2, 3]  # Boundaries.
+    assert event_files.scalar_steps(model_dir / "eval")["psnr_db"] == [3]
     # Running again resumes at the final step: no further training, same metrics.
     again = _run(f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
-                 f"--model_dir={model_dir}", *_TINY)
+                 f"--model_dir={model_dir}", "--steps_per_loop=2", *_TINY)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip().splitlines()[-1] == last
 
@@ -48,3 +53,10 @@ def test_bad_gin_and_missing_files_are_clear_errors(tmp_path):
     out = _run(f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
                f"--model_dir={tmp_path}", "--gin_bindings=TokenizerTrainer.no_such_arg=1")
     assert out.returncode != 0 and "no_such_arg" in out.stderr
+
+
+def test_steps_per_loop_below_one_is_a_usage_error(tmp_path):
+    out = _run(f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
+               f"--model_dir={tmp_path / 'tok'}", "--steps_per_loop=0")
+    assert out.returncode == 2 and "--steps_per_loop must be >= 1, got 0" in out.stderr
+    assert not (tmp_path / "tok").exists()

@@ -19,11 +19,22 @@ def mirrored():
     return distribute.create_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
 
 
+def write_random_shards(path, examples, seed):
+    """`examples` random examples of 2x2 tokens (codebook 16, 10 classes) in token shards."""
+    rng = np.random.default_rng(seed)
+    tokenized.write_token_shards(
+        str(path), [(rng.integers(0, 16, (examples, 2, 2)), rng.integers(0, 10, examples))],
+        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2)
+    return str(path)
+
+
 @pytest.fixture
 def tokens_dir(tmp_path):
     """64 random examples of 2x2 tokens (codebook 16, 10 classes) in 2 token shards."""
-    rng = np.random.default_rng(0)
-    tokenized.write_token_shards(
-        str(tmp_path / "tokens"), [(rng.integers(0, 16, (64, 2, 2)), rng.integers(0, 10, 64))],
-        dict(codebook_size=16, grid=[2, 2], num_classes=10, tokenizer=""), num_shards=2)
-    return str(tmp_path / "tokens")
+    return write_random_shards(tmp_path / "tokens", 64, seed=0)
+
+
+@pytest.fixture
+def held_out_dir(tmp_path):
+    """32 other random examples in the layout of `tokens_dir`: held-out shards."""
+    return write_random_shards(tmp_path / "held_out", 32, seed=1)

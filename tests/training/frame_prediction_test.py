@@ -16,6 +16,7 @@ from magnets_tf.models import saving
 from magnets_tf.models.presets import build_transformer
 from magnets_tf.training import frame_prediction as fp
 from magnets_tf.training import trainer as trainer_lib
+from magnets_tf.utils import event_files
 from tests.resume_helpers import assert_resumes_after_sigkill
 
 N, C = 32, 16  # 2x4x4 video tokens; the first temporal slice is the condition.
@@ -116,7 +117,25 @@ def test_a_few_training_steps_reduce_the_loss(tmp_path):
     assert after < 0.8 * before, (before, after)
     assert {"loss", "loss_p1", "accuracy_p8"} <= set(summary["logs"])
     assert summary["final_step"] == 20 and summary["steps_per_second"] > 0
-    assert (tmp_path / "tensorboard").exists() and (tmp_path / "checkpoints").exists()
+    assert (tmp_path / "checkpoints").exists()
+    train = event_files.scalar_steps(tmp_path / "train")  # log_every=20: first and last.
+    assert {"loss", "alpha", "grad_norm", "learning_rate", "loss/loss_p8",
+            "accuracy/accuracy_p1"} <= set(train)
+    assert train["loss"] == [1, 20] and train["accuracy/accuracy_p8"] == [1, 20]
+
+
+def test_steps_per_loop_and_tensorboard_of_a_short_run(tmp_path):
+    """3 steps in loops of 2 (boundaries 2, 3), shorter than log_every: scalars at both
+    boundaries; the hparams session is named after the run."""
+    model_dir = tmp_path / "frames"
+    summary = _train(model_dir, _batch(), batch_size=4, num_steps=3, log_every=100,
+                     steps_per_loop=2)
+    assert summary["final_step"] == 3
+    train = event_files.scalar_steps(model_dir / "train")
+    assert train["loss"] == [2, 3] and train["throughput/steps_per_second"] == [3]
+    assert event_files.plugin_tags(model_dir / "train", "text") == ["config/operative_gin"]
+    name, hparams = event_files.session_hparams(model_dir)
+    assert name == "frames" and hparams["steps_per_loop"] == 2
 
 
 @pytest.mark.slow

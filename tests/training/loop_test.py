@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from magnets_tf.training import loop
 from magnets_tf.utils import files
+from magnets_tf.utils import event_files
 from tests.resume_helpers import StopAt
 
 
@@ -302,3 +303,39 @@ def test_a_locked_model_dir_is_refused_and_debris_is_swept(tmp_path):
     assert all(path.exists() for path in debris)  # A refused run touches nothing.
     loop.run(LinearTask(), str(model_dir), tf.distribute.get_strategy(), 2, progress=False)
     assert not any(path.exists() for path in debris)
+
+
+def test_scalars_at_first_boundary_every_log_every_and_last_step(tmp_path):
+    """A run shorter than log_every still has points; with steps_per_loop the scalars sit
+    at loop boundaries; a resumed run starts its curve at its first boundary."""
+    default = tf.distribute.get_strategy()
+    short = tmp_path / "short"
+    loop.run(LinearTask(), str(short), default, 5, log_every=100, progress=False)
+    steps = event_files.scalar_steps(short / loop.TRAIN_RUN)
+    assert steps["loss"] == [1, 5] and steps["throughput/steps_per_second"] == [5]
+    assert steps["throughput/examples_per_second"] == [5]
+
+    looped = tmp_path / "looped"
+    loop.run(LinearTask(), str(looped), default, 9, log_every=3, steps_per_loop=2,
+             progress=False)  # log_every rounded up to 4: boundaries 2, 4, 6, 8, 9.
+    assert event_files.scalar_steps(looped / loop.TRAIN_RUN)["loss"] == [2, 4, 8, 9]
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(LinearTask(), str(resumed), default, 10, log_every=4, checkpoint_every=3,
+                 progress=False, callbacks=[StopAt(5)])
+    loop.run(LinearTask(), str(resumed), default, 10, log_every=4, progress=False)
+    # First run: 1, 4 (stopped after 5, checkpoint 3); resumed at 3: 4, 8, 10.
+    assert event_files.scalar_steps(resumed / loop.TRAIN_RUN)["loss"] == [1, 4, 4, 8, 10]
+
+
+def test_hparams_session_named_after_the_run_with_train_as_a_metric_group(tmp_path):
+    model_dir = tmp_path / "linear_run"
+    loop.run(LinearTask(), str(model_dir), tf.distribute.get_strategy(), 2, progress=False)
+    assert event_files.run_dirs(model_dir) == [".", loop.TRAIN_RUN]
+    name, hparams = event_files.session_hparams(model_dir)
+    assert name == "linear_run"
+    assert hparams["train_steps"] == 2 and hparams["steps_per_loop"] == 1
+    assert event_files.plugin_tags(model_dir / loop.TRAIN_RUN, "text") == [
+        "config/operative_gin"]
+    assert not event_files.plugin_tags(model_dir, "scalars")  # Metrics live in train/.

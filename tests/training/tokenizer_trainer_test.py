@@ -2,6 +2,7 @@
 branch."""
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sklearn.datasets import load_digits
 from magnets_tf.models.saving import load_tokenizer
 from magnets_tf.models.vqgan import build_vqgan
 from magnets_tf.training import tokenizer_trainer as tt
+from magnets_tf.utils import event_files
 from tests.resume_helpers import StopAt, assert_resumes_after_sigkill
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,9 +71,9 @@ def test_training_reduces_reconstruction_error(tmp_path):
     assert summary["final_step"] == 60
     assert {"loss", "l2_loss", "codebook_alive_fraction", "restarted_codes"} <= set(
         summary["logs"])
-    tags = _tags(tmp_path / "tensorboard")  # TensorBoard events written.
+    tags = _tags(tmp_path / "train")  # TensorBoard events written.
     assert {"loss", "l2_loss", "learning_rate", "inputs_over_reconstructions"} <= tags
-    assert any(tag.startswith("_hparams_") for tag in tags)
+    assert any(tag.startswith("_hparams_") for tag in _tags(tmp_path))
     loaded = load_tokenizer(str(tmp_path))  # Exported at the final checkpoint.
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -172,3 +174,79 @@ def test_resuming_with_another_architecture_is_a_clear_error(tmp_path):
                                          r"codebook_size: 16 -> 32"):
         tt.TokenizerTrainer(other, str(tmp_path), num_steps=2).train(_digits(),
                                                                      progress=False)
+
+
+TOKENIZER_SCALARS = {"loss", "l2_loss", "l1_loss", "codebook_loss", "commitment_loss",
+                     "batch_codebook_usage", "batch_codebook_perplexity",
+                     "codebook_alive_fraction", "restarted_codes", "grad_norm",
+                     "learning_rate"}
+
+
+def test_tensorboard_of_a_short_and_a_resumed_run(tmp_path):
+    """Shorter than log_every: scalars at the first and last step; a resumed run starts
+    its curve at its first boundary; images at image_every multiples and the end (at
+    loop boundaries with steps_per_loop); hparams and the gin text."""
+    model_dir = tmp_path / "tokenizer"
+
+    def trainer(num_steps, **kwargs):
+        return tt.TokenizerTrainer(_model(), str(model_dir), num_steps=num_steps,
+                                   warmup_steps=0, log_every=50, image_every=3,
+                                   checkpoint_every=2, **kwargs)
+
+    trainer(3).train(_digits(), progress=False)
+    trainer(6, steps_per_loop=2).train(_digits(), progress=False)  # Resumes at step 3.
+    train = event_files.scalar_steps(model_dir / "train")
+    assert TOKENIZER_SCALARS <= set(train)
+    assert all(train[tag] == [1, 3, 4, 6] for tag in TOKENIZER_SCALARS), train
+    assert train["throughput/steps_per_second"] == [3, 6]
+    images = event_files.load(model_dir / "train").Tensors("inputs_over_reconstructions")
+    assert [event.step for event in images] == [3, 6]  # The 2nd run: boundaries 4, 6.
+    assert event_files.plugin_tags(model_dir / "train", "text") == ["config/operative_gin"]
+    name, hparams = event_files.session_hparams(model_dir)
+    assert name == "tokenizer" and hparams["tokenizer"] == "vqgan_tiny_test"
+    assert hparams["codebook_size"] == 16 and hparams["use_gan"] is False
+
+
+def _trained_in_loops(model_dir, steps_per_loop, use_gan=True):
+    """Weights after 4 steps with dead-code restarts every 2 steps (and the GAN from
+    step 1): the tokenizer's, then the discriminator's."""
+    keras.utils.set_random_seed(0)
+    trainer = tt.TokenizerTrainer(_model(), str(model_dir), num_steps=4, learning_rate=3e-3,
+                                  warmup_steps=1, use_gan=use_gan, gan_start_step=1,
+                                  restart_every=2, restart_fraction=1.0,
+                                  steps_per_loop=steps_per_loop)
+    trainer.train(lambda: _digits(shuffle=True), progress=False)
+    return [v.numpy() for v in trainer.model.weights
+            + (trainer.discriminator.weights if use_gan else [])]
+
+
+@pytest.mark.slow  # ~50 s on a loaded 2-core machine (two traced loops of a VQGAN).
+def test_steps_per_loop_gives_the_weights_of_single_steps(tmp_path):
+    """4 steps in loops of 2 reach the weights of 4 single steps: to float32 rounding
+    here, bit for bit without oneDNN, also with the GAN (the slow test below). oneDNN
+    (TF's default on x86) rewrites the convolutions inside the loop's while body
+    differently from those of a single step: ~1 ulp, which Adam can grow to ~1e-6 on a
+    weight whose gradient is near 0 (lr 3e-3: a step moves weights by ~3e-3)."""
+    single = _trained_in_loops(tmp_path / "single", 1, use_gan=False)
+    looped = _trained_in_loops(tmp_path / "looped", 2, use_gan=False)
+    for a, b in zip(single, looped):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    keras.utils.set_random_seed(0)
+    fresh = _model()
+    assert max(float(np.abs(a.numpy() - b).max())
+               for a, b in zip(fresh.weights, looped)) > 1e-3  # It trained.
+
+
+@pytest.mark.slow
+def test_steps_per_loop_is_bit_exact_without_onednn(tmp_path):
+    script = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
+              f"from tests.training.tokenizer_trainer_test import _trained_in_loops\n"
+              f"a = _trained_in_loops({str(tmp_path / 'single')!r}, 1)\n"
+              f"b = _trained_in_loops({str(tmp_path / 'looped')!r}, 2)\n"
+              f"print('differ', sum(not np.array_equal(x, y) for x, y in zip(a, b)))\n")
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "differ 0" in out.stdout, out.stdout

@@ -60,7 +60,7 @@ def test_mirrored_two_cpus_equals_default_strategy(mirrored):
             assert a[key] == pytest.approx(b[key], abs=1e-5), key
     # The step counter drives alpha: 1 - step/4 at steps 0, 1, 2.
     assert [log["alpha"] for log in default_logs] == [1.0, 0.75, 0.5]
-    assert set(default_logs[0]) == {"loss", "alpha"} | {f"{m}_p{p}" for m in ("loss", "accuracy")
+    assert set(default_logs[0]) == {"loss", "alpha", "grad_norm"} | {f"{m}_p{p}" for m in ("loss", "accuracy")
                                                         for p in (1, 2, 4)}
     # The weights moved (the test could fail): compare with a fresh build.
     fresh, _ = _build(tf.distribute.get_strategy())

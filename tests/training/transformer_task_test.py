@@ -11,6 +11,7 @@ from magnets_tf.data import tokenized
 from magnets_tf.models import saving
 from magnets_tf.training import distribute, loop, transformer_task
 from magnets_tf.training.token_data import TokenArrays, TokenShards
+from magnets_tf.utils import event_files
 
 
 def _train(model_dir, steps, tokens_dir, strategy=None, **kwargs):
@@ -31,10 +32,11 @@ def tiny_gin():
 
 def _tags(model_dir):
     tags = set()
-    for root, _, files in os.walk(os.path.join(model_dir, "tensorboard")):
+    for root, _, files in os.walk(model_dir):
         for name in files:
-            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
-                tags.update(v.tag for v in event.summary.value)
+            if name.startswith("events.out.tfevents"):
+                for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                    tags.update(v.tag for v in event.summary.value)
     return tags
 
 
@@ -46,7 +48,7 @@ def test_run_writes_state_and_tensorboard(tmp_path, tokens_dir):
     assert summary["final_step"] == 4 and np.isfinite(summary["logs"]["loss"])
     written = set(os.listdir(model_dir))
     assert {"checkpoints", "operative_config.gin", "transformer_config.json",
-            "transformer.weights.h5", "tensorboard", "samples", "train_summary.json"} <= written
+            "transformer.weights.h5", "train", "samples", "train_summary.json"} <= written
     assert "build_transformer.num_layers = 1" in open(os.path.join(model_dir,
                                                                    "operative_config.gin")).read()
     assert sorted(os.listdir(os.path.join(model_dir, "samples"))) == [
@@ -54,7 +56,8 @@ def test_run_writes_state_and_tensorboard(tmp_path, tokens_dir):
     tags = _tags(model_dir)
     for p in (1, 2, 4, 8):
         assert {f"loss/loss_p{p}", f"accuracy/accuracy_p{p}", f"sample_tokens/p{p}"} <= tags
-    assert {"loss", "alpha", "learning_rate", "throughput/steps_per_second"} <= tags
+    assert {"loss", "alpha", "grad_norm", "learning_rate",
+            "throughput/steps_per_second"} <= tags
     assert any(tag.startswith("config/operative_gin") for tag in tags), tags
     assert any(tag.startswith("_hparams_") for tag in tags)
     model = saving.load_transformer(model_dir)
@@ -158,3 +161,53 @@ def test_dtype_policy_is_checked_and_reported():
     assert task.transformer.compute_dtype == "float16"
     assert isinstance(task.trainer.optimizer, tf.keras.optimizers.LossScaleOptimizer)
     assert task.hparams()["dtype_policy"] == "mixed_float16"
+
+
+def test_tensorboard_runs_train_eval_and_hparams_of_a_short_run(tmp_path, tokens_dir,
+                                                                 held_out_dir):
+    """A run shorter than log_every: train scalars at its first and last step, held-out
+    evaluation in the eval run, sample grids, the gin text and true hparams."""
+    model_dir = tmp_path / "magnets"
+    _train(str(model_dir), 5, tokens_dir, log_every=100, eval_tokens_dir=held_out_dir,
+           eval_every=2, eval_batch_size=8, eval_batches=2, sample_every=5, num_samples=2,
+           sample_steps=2)
+    assert event_files.run_dirs(model_dir) == [".", "eval", "train"]
+    train = event_files.scalar_steps(model_dir / "train")
+    factors = (1, 2, 4, 8)
+    expected = {"loss", "alpha", "grad_norm", "learning_rate",
+                *(f"loss/loss_p{p}" for p in factors), *(f"accuracy/accuracy_p{p}"
+                                                         for p in factors)}
+    assert expected <= set(train)
+    assert all(train[tag] == [1, 5] for tag in expected), train
+    assert train["throughput/steps_per_second"] == [5]
+    assert train["throughput/examples_per_second"] == [5]
+    evaluation = event_files.scalar_steps(model_dir / "eval")
+    assert set(evaluation) == {f"{m}/{m}_p{p}" for m in ("gt_loss", "accuracy")
+                               for p in factors}
+    assert all(steps == [2, 4, 5] for steps in evaluation.values()), evaluation
+    assert event_files.plugin_tags(model_dir / "train", "images") == [
+        f"sample_tokens/p{p}" for p in factors]
+    assert event_files.plugin_tags(model_dir / "train", "text") == ["config/operative_gin"]
+    name, hparams = event_files.session_hparams(model_dir)
+    assert name == "magnets"
+    assert hparams["model"] == "magnets" and hparams["preset"] == "tiny"
+    assert hparams["num_layers"] == 1 and hparams["loss_mode"] == "magnets"
+    assert hparams["alpha_decay_steps"] == "None" and hparams["factors"] == "1,2,4,8"
+
+
+def test_maskgit_baseline_hparams_say_so(tmp_path, tokens_dir):
+    gin.bind_parameter("build_transformer.factors", (1,))
+    model_dir = tmp_path / "maskgit"
+    _train(str(model_dir), 2, tokens_dir, log_every=100)
+    name, hparams = event_files.session_hparams(model_dir)
+    assert name == "maskgit" and hparams["model"] == "maskgit++"
+    assert hparams["loss_mode"] == "gt_only" and hparams["alpha_decay_steps"] == "unused"
+    assert hparams["factors"] == "1"
+    train = event_files.scalar_steps(model_dir / "train")
+    assert "alpha" not in train and train["loss/loss_p1"] == [1, 2]
+
+
+def test_eval_every_without_held_out_tokens_is_refused(tmp_path, tokens_dir):
+    with pytest.raises(ValueError, match="eval_every=2 needs train.eval_tokens_dir"):
+        _train(str(tmp_path / "m"), 2, tokens_dir, eval_every=2)
+    assert not (tmp_path / "m").exists()
