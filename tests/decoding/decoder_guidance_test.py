@@ -172,3 +172,11 @@ def test_guided_and_unguided_frame_prediction_differ(model):
     assert not np.array_equal(guided, unguided)
     assert not np.array_equal(guided, class_guided)
     np.testing.assert_array_equal(guided, predict(guidance_scale=5.0))  # deterministic
+
+
+def test_xla_frame_prediction_guidance_agrees_with_eager(model):
+    plan = _plan(refresh="never", **GREEDY)
+    args = (CLASSES, [1, 1])
+    xla = Decoder(model, plan, B).generate(*args, condition_tokens=CONDITION)
+    eager = Decoder(model, plan, B, jit_compile=False).generate(*args, condition_tokens=CONDITION)
+    np.testing.assert_array_equal(xla, eager)
