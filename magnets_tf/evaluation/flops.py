@@ -133,8 +133,8 @@ def uncached_baseline_plan(plan: DecodePlan, factor=1):
         num_condition_tokens=plan.num_condition_tokens, mask_schedule=plan.mask_schedule,
         use_cache=False, guidance_scale=plan.guidance_scale,
         guidance_steps=plan.guidance_steps, guidance_lambda=plan.guidance_lambda,
-        uncond_input=plan.uncond_input, temperature_bias=plan.temperature_bias, temperature_scale=plan.temperature_scale,
-        mask_temperature=plan.mask_temperature,
+        uncond_input=plan.uncond_input, temperature_bias=plan.temperature_bias,
+        temperature_scale=plan.temperature_scale, mask_temperature=plan.mask_temperature,
         available_factors=sorted({factor, *plan.factors}))
 
 
