@@ -43,6 +43,11 @@ PLAN_FLAGS = {
     "guidance_steps": (flags.DEFINE_integer, "Classifier-free guidance on the last G steps."),
     "guidance_lambda": (_enum(schedule.LAMBDA_POLICIES), "How the guidance weight grows "
                         "over the steps."),
+    "uncond_input": (_enum(schedule.UNCOND_INPUTS), "What the unconditional guidance "
+                     "branch sees: null_class (class-token guidance), masked_condition (null "
+                     "class, condition tokens masked: MAGVIT frame prediction), "
+                     "masked_condition_keep_class; auto: masked_condition with condition "
+                     "tokens, else null_class."),
     "temperature_bias": (flags.DEFINE_float, "Sampling temperature bias + scale * "
                          "(1 - (k+1)/K): the bias."),
     "temperature_scale": (flags.DEFINE_float, "Sampling temperature: the scale."),

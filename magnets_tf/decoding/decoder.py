@@ -19,7 +19,11 @@ reorders only its last M_k rows. Cached rows therefore never move.
 K/V buffers are [B, H, 1+N, dh/p] per layer (the sub-model's width; a refresh rebuilds
 them at the new width). The unconditional CFG branch keeps its own buffers and does a
 full pass at its first guided step; at guided steps where both branches process the same
-positions, they run as one pass over a 2B batch.
+positions, they run as one pass over a 2B batch (its second half is the unconditional
+branch, reading and writing only its own buffers). Its input (`DecodePlan.uncond_input`):
+the null class token, and for frame prediction (MAGVIT) mask tokens at the condition
+positions, so it sees no condition token and caches no K/V computed from one; the
+generated tokens are the conditional branch's.
 
 Precision: the passes run in the decoder's compute dtype (float32 or bfloat16: weights,
 embeddings and K/V buffers in it), while the model returns float32 logits, so that
@@ -170,7 +174,7 @@ class Decoder:
         order = tf.concat([tf.zeros([b, 1], tf.int32), grid_order + 1], axis=1)
         grid = tf.where(keep, tokens, mask_id)
         seq = tf.gather(model.input_ids(grid, class_ids), order, batch_dims=1)
-        null_token = tf.fill([b, 1], model.null_class_id)
+        uncond_head = self._uncond_head(class_ids)
 
         caches = {"cond": None, "uncond": None}
         stats = {name: [] for name in ("processed", "processed_were_masked",
@@ -193,7 +197,9 @@ class Decoder:
                 uncond_queries = t if uncond_full[k] else queries
                 u_ids = seq[:, t - uncond_queries:]
                 if uncond_queries == t:
-                    u_ids = tf.concat([null_token, u_ids[:, 1:]], axis=1)
+                    # Its own class token (and mask tokens at the condition positions):
+                    # never a condition token, and its cache holds only K/V of its input.
+                    u_ids = tf.concat([uncond_head, seq[:, uncond_head.shape[1]:]], axis=1)
             if plan.guided[k] and bool(uncond_full[k]) == refresh:
                 # Both branches read (or both rebuild) a cache of the same shape: one pass
                 # over a 2B batch, better matmul efficiency for the small late steps.
@@ -250,6 +256,24 @@ class Decoder:
             out["tokens_per_step"] = tf.stack(steps)
         return self._to_grid(seq, order), out
 
+    def _uncond_head(self, class_ids):
+        """Ids [B, 1+C'] replacing the first rows of the unconditional branch's sequence.
+
+        Row 0 is the class token: the null class, or the class itself for
+        uncond_input='masked_condition_keep_class'. With a plan whose unconditional input
+        masks the condition (frame prediction, MAGVIT), rows 1..C (where the ordering keeps
+        the C given tokens) are mask tokens; otherwise C' = 0. Later rows, the generated
+        tokens, are shared with the conditional branch."""
+        model, plan, b = self.model, self.plan, self.batch_size
+        if plan.uncond_keeps_class:
+            head = model.class_token_ids(class_ids)[:, None]
+        else:
+            head = tf.fill([b, 1], model.null_class_id)
+        if plan.uncond_masks_condition:
+            head = tf.concat([head, tf.fill([b, plan.num_condition_tokens],
+                                            model.mask_token_id)], axis=1)
+        return head
+
     def _count_step(self, stats, seq, order, ids_q, pos_q, logits, uncond_queries, factor,
                     prev_masked_positions):
         """Appends what one step ran to `stats`; returns the step's masked positions."""
@@ -290,7 +314,10 @@ def decode_dtype(model, compute_dtype=None):
 def editing_plan(keep_mask, **plan_kwargs):
     """`make_plan` for editing: num_tokens and num_condition_tokens from keep_mask.
 
-    keep_mask: bool [N] or [B, N] with the same number of kept tokens in every row."""
+    keep_mask: bool [N] or [B, N] with the same number of kept tokens in every row.
+    Guidance stays class-token guidance (uncond_input='null_class') unless plan_kwargs
+    say otherwise: the kept tokens are the picture being edited, not a condition to drop."""
+    plan_kwargs.setdefault("uncond_input", "null_class")
     keep_mask = np.asarray(keep_mask, bool)
     keep_mask = keep_mask.reshape(-1, keep_mask.shape[-1])
     kept = set(keep_mask.sum(axis=1).tolist())

@@ -24,6 +24,16 @@ MASK_SCHEDULES = {
 }
 REFRESH_POLICIES = ("model_change", "every_step", "never")
 LAMBDA_POLICIES = ("linear", "constant")
+# What the unconditional branch of classifier-free guidance sees (docs/decoding.md):
+# "null_class": the null class token, the given (condition) tokens as they are:
+#   class-token guidance (images, class-conditional video, editing);
+# "masked_condition": the null class token and mask tokens at the condition positions:
+#   MAGVIT's unconditional input (its class token is always the "uncond" token);
+# "masked_condition_keep_class": the class token as given, mask tokens at the condition
+#   positions: guidance on the condition frames alone (class-conditional frame prediction);
+# "auto": "masked_condition" for a plan with condition tokens, else "null_class"
+#   (`editing_plan` asks for "null_class": edits keep class-token guidance).
+UNCOND_INPUTS = ("auto", "null_class", "masked_condition", "masked_condition_keep_class")
 
 
 def mask_ratio(mask_schedule, t, xp=math):
@@ -71,6 +81,7 @@ class DecodePlan:
     guidance_scale: float
     guidance_steps: int             # G: guidance on the last G steps
     guidance_lambda: str
+    uncond_input: str               # one of UNCOND_INPUTS but "auto" (resolved)
     temperature_bias: float
     temperature_scale: float
     mask_temperature: float
@@ -99,6 +110,16 @@ class DecodePlan:
     def mask_noise(self, step):
         """Gumbel scale for choosing what stays masked: mtemp * (1 - (k+1)/K)."""
         return self.mask_temperature * (1 - (step + 1) / self.num_steps)
+
+    @property
+    def uncond_masks_condition(self):
+        """True if the unconditional branch sees mask tokens at the condition positions."""
+        return self.uncond_input != "null_class" and self.num_condition_tokens > 0
+
+    @property
+    def uncond_keeps_class(self):
+        """True if the unconditional branch keeps the class token (else the null class)."""
+        return self.uncond_input == "masked_condition_keep_class"
 
     def guidance_weight(self, step):
         """lambda * gs of eq. 4; lambda grows with the unmasked fraction ('linear')."""
@@ -139,8 +160,8 @@ class DecodePlan:
 def make_plan(num_tokens, num_steps=12, model_schedule=DEFAULT_MODEL_SCHEDULE,
               num_condition_tokens=0, mask_schedule="cosine", use_cache=True,
               refresh="model_change", guidance_scale=0.0, guidance_steps=0,
-              guidance_lambda="linear", temperature_bias=0.5, temperature_scale=0.8,
-              mask_temperature=5.0, available_factors=(1, 2, 4, 8)):
+              guidance_lambda="linear", uncond_input="auto", temperature_bias=0.5,
+              temperature_scale=0.8, mask_temperature=5.0, available_factors=(1, 2, 4, 8)):
     """Validates a decode configuration and derives its static per-step counts."""
     num_tokens, num_steps = int(num_tokens), int(num_steps)
     num_condition_tokens = int(num_condition_tokens)
@@ -158,6 +179,10 @@ def make_plan(num_tokens, num_steps=12, model_schedule=DEFAULT_MODEL_SCHEDULE,
         raise ValueError(f"unknown refresh policy {refresh!r}; known: {REFRESH_POLICIES}")
     if guidance_lambda not in LAMBDA_POLICIES:
         raise ValueError(f"unknown guidance_lambda {guidance_lambda!r}; known: {LAMBDA_POLICIES}")
+    if uncond_input not in UNCOND_INPUTS:
+        raise ValueError(f"unknown uncond_input {uncond_input!r}; known: {UNCOND_INPUTS}")
+    if uncond_input == "auto":
+        uncond_input = "masked_condition" if num_condition_tokens else "null_class"
     model_schedule = parse_model_schedule(model_schedule)
     available = tuple(int(f) for f in available_factors)
     for p, k in model_schedule:
@@ -176,6 +201,10 @@ def make_plan(num_tokens, num_steps=12, model_schedule=DEFAULT_MODEL_SCHEDULE,
         raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
     if guidance_steps and guidance_scale == 0:
         guidance_steps = 0  # Guidance with zero weight is a no-op: skip its compute.
+    if guidance_steps and uncond_input == "masked_condition_keep_class" \
+            and not num_condition_tokens:
+        raise ValueError("uncond_input='masked_condition_keep_class' needs condition tokens: "
+                         "without them the unconditional input equals the conditional one")
     for name, value in dict(temperature_bias=temperature_bias,
                             temperature_scale=temperature_scale,
                             mask_temperature=mask_temperature).items():
@@ -208,7 +237,8 @@ def make_plan(num_tokens, num_steps=12, model_schedule=DEFAULT_MODEL_SCHEDULE,
         num_tokens=num_tokens, num_condition_tokens=num_condition_tokens, num_steps=num_steps,
         mask_schedule=mask_schedule, model_schedule=model_schedule, use_cache=bool(use_cache),
         refresh=refresh, guidance_scale=float(guidance_scale), guidance_steps=guidance_steps,
-        guidance_lambda=guidance_lambda, temperature_bias=float(temperature_bias),
+        guidance_lambda=guidance_lambda, uncond_input=uncond_input,
+        temperature_bias=float(temperature_bias),
         temperature_scale=float(temperature_scale), mask_temperature=float(mask_temperature),
         factors=factors, masked_in=tuple(masked_in), masked_out=tuple(masked_out),
         refresh_steps=tuple(refresh_steps), num_processed=tuple(processed), guided=guided)

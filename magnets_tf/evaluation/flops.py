@@ -9,10 +9,15 @@ the sub-model's width, attention over every cached position at the sliced head d
 MLM head on the M_k tokens still masked at the input of step k (the only ones sampled),
 and the unconditional branch's own passes (including its first full pass).
 Both are in GFLOPs = 1e9 multiply-adds, as the paper.
+
+`PAPER_ROWS` are the GFLOPs the paper publishes (Tables 1 and 2) with the settings that
+give them; `paper_row_gflops` recomputes each with the `paper` model (tools/flops.py
+prints them side by side).
 """
 import dataclasses
 
-from magnets_tf.decoding.schedule import DecodePlan, mask_ratio
+from magnets_tf.decoding.schedule import (DEFAULT_MODEL_SCHEDULE, DecodePlan, make_plan,
+                                          mask_ratio, parse_model_schedule)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +128,13 @@ def _branch_gflops(arch, plan, processed, step):
 def uncached_baseline_plan(plan: DecodePlan, factor=1):
     """MaskGIT++ counterpart of `plan`: same K, masking and guidance; factor p every
     step; no cache."""
-    from magnets_tf.decoding.schedule import make_plan
     return make_plan(
         plan.num_tokens, plan.num_steps, ((factor, plan.num_steps),),
         num_condition_tokens=plan.num_condition_tokens, mask_schedule=plan.mask_schedule,
         use_cache=False, guidance_scale=plan.guidance_scale,
         guidance_steps=plan.guidance_steps, guidance_lambda=plan.guidance_lambda,
-        temperature_bias=plan.temperature_bias, temperature_scale=plan.temperature_scale,
-        mask_temperature=plan.mask_temperature,
+        uncond_input=plan.uncond_input, temperature_bias=plan.temperature_bias,
+        temperature_scale=plan.temperature_scale, mask_temperature=plan.mask_temperature,
         available_factors=sorted({factor, *plan.factors}))
 
 
@@ -144,3 +148,55 @@ def nested_param_count(arch, factor, vocab_size, sequence_length):
     embeddings = vocab_size * d + sequence_length * d + 2 * d
     head = d * d + d + 2 * d + arch.codebook_size
     return arch.num_layers * (attention + mlp_params + norms) + embeddings + head
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperRow:
+    """A GFLOPs entry the paper publishes and the decode setting that it counts."""
+
+    table: int
+    name: str
+    preset: str                 # architecture (MAGVIT-B = B, MAGVIT-L and ours = L)
+    num_tokens: int             # grid tokens (video: 4x16x16 of 16x128x128 clips) + class
+    num_condition_tokens: int   # frame prediction: 5 frames = 2 of 4 latent frames
+    model_schedule: str
+    use_cache: bool
+    guidance_steps: int         # guided last steps (doubled in the count)
+    published: str              # as printed in the paper
+    published_gflops: float
+
+    @property
+    def num_steps(self):
+        return sum(k for _, k in parse_model_schedule(self.model_schedule))
+
+    def plan(self):
+        return make_plan(self.num_tokens, self.num_steps, self.model_schedule,
+                         num_condition_tokens=self.num_condition_tokens,
+                         use_cache=self.use_cache, guidance_steps=self.guidance_steps,
+                         guidance_scale=1.0 if self.guidance_steps else 0.0)
+
+
+PAPER_ROWS = (
+    PaperRow(1, "ImageNet MaskGIT++ g4", "L", 256, 0, "1:12", False, 4, "1.3k", 1300),
+    PaperRow(1, "ImageNet MaGNeTS g4", "L", 256, 0, DEFAULT_MODEL_SCHEDULE, True, 4, "490",
+             490),
+    PaperRow(1, "ImageNet MaskGIT++ g6, 16 steps", "L", 256, 0, "1:16", False, 6, "1.8k",
+             1800),
+    PaperRow(1, "ImageNet MaGNeTS g6, 16 steps", "L", 256, 0, "8:4,4:4,2:4,1:4", True, 6,
+             "608", 608),
+    PaperRow(2, "UCF101 MAGVIT-B", "B", 1024, 0, "1:12", False, 0, "~1.3k", 1300),
+    PaperRow(2, "UCF101 MAGVIT-L", "L", 1024, 0, "1:12", False, 0, "~4.3k", 4300),
+    PaperRow(2, "UCF101 MaGNeTS", "L", 1024, 0, DEFAULT_MODEL_SCHEDULE, True, 0, "~1.7k", 1700),
+    PaperRow(2, "K600 MAGVIT-B", "B", 1024, 512, "1:12", False, 0, "~1.3k", 1300),
+    PaperRow(2, "K600 MAGVIT-L", "L", 1024, 512, "1:12", False, 0, "~4.3k", 4300),
+    PaperRow(2, "K600 MAGVIT-L g2", "L", 1024, 512, "1:12", False, 2, "~5.1k", 5100),
+    PaperRow(2, "K600 MaGNeTS", "L", 1024, 512, DEFAULT_MODEL_SCHEDULE, True, 0, "~1.2k", 1200),
+    PaperRow(2, "K600 MaGNeTS g2", "L", 1024, 512, DEFAULT_MODEL_SCHEDULE, True, 2, "~1.4k",
+             1400),
+)
+
+
+def paper_row_gflops(row: PaperRow, codebook_size=1024):
+    """Total GFLOPs of `row`'s setting with the paper's formula (`paper_gflops_for_plan`)."""
+    arch = ArchSpec.from_preset(row.preset, codebook_size)
+    return sum(paper_gflops_for_plan(arch, row.plan()))

@@ -4,7 +4,11 @@ Per example a mask ratio r = cos(pi/2 * u), u ~ U[0, 1) (clipped below by
 `min_mask_ratio`) sets how many of the generated grid tokens are replaced by the mask
 token; condition tokens (the leading `num_condition_tokens`, e.g. given video frames) are
 never masked. The class label is replaced by the null class for `class_drop_rate` of
-the examples (classifier-free guidance training).
+the examples (classifier-free guidance training). With condition tokens, a
+`condition_drop_rate` share of the examples has them replaced by the mask token, and by
+default the class by the null class too: the unconditional input of MAGVIT-style guidance
+(`DecodePlan.uncond_input`, 'masked_condition'; `condition_drop_keeps_class=True` trains
+'masked_condition_keep_class' instead). Their loss stays on the masked generated tokens.
 
 Randomness is drawn for the whole global batch from a stateless seed (seed, step) and
 each replica takes its slice, so the masks of an example do not depend on how the batch
@@ -16,7 +20,7 @@ import tensorflow as tf
 from magnets_tf.decoding.schedule import mask_ratio
 
 # Distinct streams of the per-step seed.
-_RATIO_STREAM, _POSITION_STREAM, _CLASS_STREAM = 1, 2, 3
+_RATIO_STREAM, _POSITION_STREAM, _CLASS_STREAM, _CONDITION_STREAM = 1, 2, 3, 4
 
 
 def step_seed(seed, step, stream):
@@ -37,14 +41,17 @@ def cosine_mask_ratio(u):
                             "null_class_id", "global_batch_size", "replica_offset"])
 def mask_batch(tokens, class_ids, seed, step, mask_token_id, null_class_id,
                global_batch_size=None, replica_offset=0, num_condition_tokens=0,
-               min_mask_ratio=0.0, class_drop_rate=0.1):
+               min_mask_ratio=0.0, class_drop_rate=0.1, condition_drop_rate=0.1,
+               condition_drop_keeps_class=False):
     """Masks a batch of token grids.
 
     tokens: int [B, N] grid tokens; class_ids: int [B]. `global_batch_size` and
     `replica_offset` place this replica's B examples inside the global batch (defaults:
     the batch is the global batch). Returns (masked tokens [B, N], mask bool [B, N] true
     where the model must predict, class ids [B] with dropped labels set to the null class).
-    At least one generated token per example is masked.
+    At least one generated token per example is masked. condition_drop_rate: share of
+    the examples whose condition tokens become mask tokens (and whose class becomes the
+    null class unless condition_drop_keeps_class); no effect without condition tokens.
     """
     tokens = tf.convert_to_tensor(tokens, tf.int32)
     class_ids = tf.convert_to_tensor(class_ids, tf.int32)
@@ -59,6 +66,8 @@ def mask_batch(tokens, class_ids, seed, step, mask_token_id, null_class_id,
         raise ValueError(f"min_mask_ratio must be in [0, 1], got {min_mask_ratio}")
     if not 0.0 <= class_drop_rate <= 1.0:
         raise ValueError(f"class_drop_rate must be in [0, 1], got {class_drop_rate}")
+    if not 0.0 <= condition_drop_rate <= 1.0:
+        raise ValueError(f"condition_drop_rate must be in [0, 1], got {condition_drop_rate}")
     generated = num_tokens - num_condition_tokens
     global_batch = batch if global_batch_size is None else tf.constant(global_batch_size, tf.int32)
 
@@ -78,5 +87,12 @@ def mask_batch(tokens, class_ids, seed, step, mask_token_id, null_class_id,
     mask = tf.concat([tf.zeros([batch, num_condition_tokens], tf.bool), generated_mask], 1)
     masked_tokens = tf.where(mask, tf.cast(mask_token_id, tf.int32), tokens)
     drop = draw([], _CLASS_STREAM) < class_drop_rate
+    if num_condition_tokens and condition_drop_rate:
+        drop_condition = draw([], _CONDITION_STREAM) < condition_drop_rate  # [B]
+        is_condition = tf.range(num_tokens) < num_condition_tokens  # [N]
+        hidden = tf.logical_and(drop_condition[:, None], is_condition[None, :])
+        masked_tokens = tf.where(hidden, tf.cast(mask_token_id, tf.int32), masked_tokens)
+        if not condition_drop_keeps_class:
+            drop = tf.logical_or(drop, drop_condition)
     class_ids = tf.where(drop, tf.cast(null_class_id, tf.int32), class_ids)
     return masked_tokens, mask, class_ids

@@ -79,17 +79,23 @@ def reference_decode(model, plan, class_ids, tokens, keep):
 
     At a refresh step every position is processed; at a cached step exactly the
     positions that were masked at the previous step's input; the unconditional branch
-    (null class) keeps its own buffers and refreshes at its first guided step."""
+    keeps its own buffers and refreshes at its first guided step. Its input, written
+    out from `plan.uncond_input`: the null class (or the class, for
+    'masked_condition_keep_class') and, unless 'null_class', the mask token wherever
+    `keep` gives a token."""
     batch, n = tokens.shape
     mask = model.mask_token_id
     grid = tf.where(keep, tokens, mask)
     masked = tf.logical_not(keep)
     prev_masked, buffers = None, {"cond": None, "uncond": None}
-    null = tf.fill([batch], model.null_class_id)
+    uncond_classes = (class_ids if plan.uncond_input == "masked_condition_keep_class"
+                      else tf.fill([batch], model.null_class_id))
+    hide_given = plan.uncond_input != "null_class"
     uncond_full = plan.uncond_refresh_steps()
 
     def branch(name, classes, full, k):
-        seq = model.input_ids(grid, classes)
+        shown = tf.where(keep, mask, grid) if name == "uncond" and hide_given else grid
+        seq = model.input_ids(shown, classes)
         if full:
             positions = tf.tile(tf.range(n + 1)[None], [batch, 1])
             cache = None
@@ -110,7 +116,7 @@ def reference_decode(model, plan, class_ids, tokens, keep):
     for k in range(plan.num_steps):
         logits = branch("cond", class_ids, plan.refresh_steps[k], k)
         if plan.guided[k]:
-            uncond = branch("uncond", null, uncond_full[k], k)
+            uncond = branch("uncond", uncond_classes, uncond_full[k], k)
             logits = sampling.guided_logits(logits, uncond, plan.guidance_weight(k))
         ids, log_p = sampling.sample_tokens(logits, 0.0, None)
         new_masked = sampling.still_masked(log_p, masked, plan.masked_out[k], 0.0, None)

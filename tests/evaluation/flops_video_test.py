@@ -60,3 +60,14 @@ def test_exact_model_baseline_runs_all_tokens_and_magnets_never_requeries_condit
     assert all(n <= 512 for n, r in zip(ours.num_processed, ours.refresh_steps) if not r)
     exact_ratio = sum(flops.exact_gflops(L, base)) / sum(flops.exact_gflops(L, ours))
     assert exact_ratio == pytest.approx(4343 / 1045, rel=0.01)  # head on masked tokens only
+
+
+@pytest.mark.parametrize("row", flops.PAPER_ROWS, ids=lambda row: row.name)
+def test_every_published_gflops_entry_is_reproduced(row):
+    """Tables 1 and 2, to the precision printed there ("~4.3k": hundreds; "490": units)."""
+    ours = flops.paper_row_gflops(row)
+    if row.published.endswith("k"):
+        assert round(ours, -2) == row.published_gflops, (row.name, ours)
+        assert float(row.published.strip("~k")) * 1000 == row.published_gflops
+    else:
+        assert round(ours) == row.published_gflops == float(row.published), (row.name, ours)

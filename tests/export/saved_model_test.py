@@ -320,6 +320,36 @@ def test_frame_prediction_export_serves_clips(tmp_path):
     assert "clips must hold batch_size=2" in bad
 
 
+def test_guided_frame_prediction_export_uses_the_masked_condition_decoder():
+    """The export's frame-prediction signature decodes with the decoder's MAGVIT-style
+    unconditional branch (condition masked), not class-token guidance."""
+    from magnets_tf.data.video import clip_tokens
+    transformer, tokenizer, _ = _video_models(condition_tokens=16)
+    embeddings = transformer.token_embedding.embeddings
+    embeddings.assign(embeddings * 20.0)  # Spread the random logits: guidance shows.
+    plan = make_plan(32, num_condition_tokens=16, num_steps=3, model_schedule="2:1,1:2",
+                     guidance_scale=8.0, guidance_steps=2)
+    assert plan.uncond_input == "masked_condition"
+    _, endpoints = saved_model.build_archive(transformer, tokenizer, plan, batch_sizes=(2,),
+                                             jit_compile=False)
+    record = saved_model.plan_record(plan, transformer, tokenizer, (2,), 2, False)
+    assert record["plan"]["uncond_input"] == "masked_condition"
+    clips = np.random.default_rng(1).integers(0, 256, [2, 4, 8, 8, 1], dtype=np.uint8)
+    seed, classes = np.array([3, 4], np.int32), np.array([0, 2], np.int32)
+    served = endpoints[0][1].generate_tokens(tf.constant(classes), tf.constant(seed),
+                                             tf.constant(clips))["tokens"].numpy()
+    condition = clip_tokens(tokenizer, clips.astype(np.float32) / 255.0, 2, 16)[:, :16]
+
+    def decode(uncond_input):
+        guided = make_plan(32, num_condition_tokens=16, num_steps=3, model_schedule="2:1,1:2",
+                           guidance_scale=8.0, guidance_steps=2, uncond_input=uncond_input)
+        return Decoder(transformer, guided, 2, jit_compile=False).generate(
+            classes, seed, condition_tokens=condition)
+
+    np.testing.assert_array_equal(served.reshape(2, -1), decode("masked_condition"))
+    assert not np.array_equal(served.reshape(2, -1), decode("null_class"))
+
+
 def test_video_generation_export_and_bad_condition_layout(tmp_path):
     transformer, tokenizer, plan = _video_models(condition_tokens=0)
     archive, endpoints = saved_model.build_archive(transformer, tokenizer, plan,

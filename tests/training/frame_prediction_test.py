@@ -1,6 +1,7 @@
 """Frame prediction: condition tokens stay visible in training, never change and are never
 re-queried in decoding; nested loss; the run resumes after SIGKILL to the same weights."""
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from tests.resume_helpers import assert_resumes_after_sigkill
 
 N, C = 32, 16  # 2x4x4 video tokens; the first temporal slice is the condition.
 WORKER = Path(__file__).resolve().parent / "resume_worker.py"
+# A 4-step frame-prediction run written by the code before MAGVIT-style guidance (b8a358f).
+OLD_RUN = (Path(__file__).resolve().parents[2] / "checkpoints" / "compat"
+           / "frame_prediction_b8a358f")
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +64,47 @@ def test_training_never_masks_condition_tokens(model):
         assert mask.shape == (64, N) and not mask[:, :C].any()
         counts |= set(mask[:, C:].sum(1))
     assert min(counts) >= 1 and max(counts) <= N - C and len(counts) > 5
+
+
+def test_condition_dropout_reaches_the_trainer_inputs(model):
+    """gin `mask_batch.condition_drop_rate`: those examples show the trainer the
+    unconditional input of frame-prediction guidance (null class, masked condition)."""
+    gin.bind_parameter("mask_batch.condition_drop_rate", 0.5)
+    gin.bind_parameter("mask_batch.class_drop_rate", 0.0)
+    trainer = trainer_lib.NestedMaskGitTrainer(model, 64, total_steps=10)
+    batch = _batch(64)
+    ids, targets, mask = trainer.masked_inputs(batch, tf.constant(3, tf.int64))
+    ids, mask = ids.numpy(), mask.numpy()
+    dropped = np.all(ids[:, 1:1 + C] == model.mask_token_id, axis=1)
+    assert 16 <= dropped.sum() <= 48  # 64 draws at rate 0.5
+    np.testing.assert_array_equal(ids[~dropped, 1:1 + C], batch["tokens"].numpy()[~dropped, :C])
+    np.testing.assert_array_equal(ids[:, 0] == model.null_class_id, dropped)
+    assert not mask[:, :C].any()  # the loss stays on the generated tokens
+    again, _, _ = trainer.masked_inputs(batch, tf.constant(3, tf.int64))
+    np.testing.assert_array_equal(again.numpy(), ids)  # a function of (seed, step)
+
+
+def test_a_run_from_before_guidance_loads_decodes_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    old = saving.load_transformer(str(run))
+    assert old.num_condition_tokens == C and old.num_tokens == N
+    plan = make_plan(N, num_condition_tokens=C, num_steps=4, model_schedule="2:2,1:2",
+                     guidance_scale=2.0, guidance_steps=2)
+    assert plan.uncond_input == "masked_condition"
+    cond = np.arange(2 * C, dtype=np.int32).reshape(2, C) % 16
+    out = Decoder(old, plan, 2, jit_compile=False).generate([1, 2], [0, 0],
+                                                            condition_tokens=cond)
+    np.testing.assert_array_equal(out[:, :C], cond)
+    # The new code (condition dropout on by default) continues it: same configuration.
+    for name, value in dict(num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64).items():
+        gin.bind_parameter(f"build_transformer.{name}", value)
+    tokens = np.random.default_rng(0).integers(0, 16, [16, N]).astype(np.int32)
+    summary = fp.train_frame_prediction(
+        str(run), tokens, np.arange(16) % 10, codebook_size=16, num_classes=10,
+        num_condition_tokens=C, batch_size=4, num_steps=6, checkpoint_every=2,
+        keep_checkpoints=1, log_every=2, progress=False)
+    assert summary["start_step"] == 4 and summary["final_step"] == 6
 
 
 def test_uses_the_general_eq3_update(model):

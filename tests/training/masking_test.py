@@ -76,3 +76,45 @@ def test_bad_arguments():
         _mask(tokens, labels, min_mask_ratio=1.5)
     with pytest.raises(ValueError, match="class_drop_rate"):
         _mask(tokens, labels, class_drop_rate=-0.1)
+    with pytest.raises(ValueError, match="condition_drop_rate"):
+        _mask(tokens, labels, num_condition_tokens=4, condition_drop_rate=1.5)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3])
+def test_condition_drop_rate_matches_config(rate):
+    """Seeded statistical check: 4000 examples, binomial sd <= 0.0073, tolerance 0.025."""
+    tokens, labels = _batch(batch=4000, num_tokens=20)
+    masked, mask, classes = _mask(tokens, labels, step=11, num_condition_tokens=4,
+                                  class_drop_rate=0.0, condition_drop_rate=rate)
+    hidden = np.all(masked[:, :4] == MASK_ID, axis=1)
+    assert abs(hidden.mean() - rate) < 0.025, hidden.mean()
+    # Whole condition or nothing; kept conditions unchanged; the loss never on them.
+    np.testing.assert_array_equal(masked[~hidden, :4], tokens[~hidden, :4])
+    assert not np.any(masked[~hidden, :4] == MASK_ID)
+    assert not mask[:, :4].any() and np.all(mask[:, 4:].sum(1) >= 1)
+    # A dropped condition drops the class too (MAGVIT's unconditional input) by default.
+    np.testing.assert_array_equal(classes == NULL_ID, hidden)
+    np.testing.assert_array_equal(classes[~hidden], labels[~hidden])
+    # The generated tokens' masks do not depend on the condition dropout.
+    plain_masked, plain_mask, _ = _mask(tokens, labels, step=11, num_condition_tokens=4,
+                                        class_drop_rate=0.0, condition_drop_rate=0.0)
+    np.testing.assert_array_equal(plain_mask, mask)
+    np.testing.assert_array_equal(plain_masked[:, 4:], masked[:, 4:])
+    np.testing.assert_array_equal(plain_masked[:, :4], tokens[:, :4])
+
+
+def test_condition_drop_is_seeded_and_replica_independent():
+    tokens, labels = _batch(batch=8, num_tokens=20)
+    kw = dict(num_condition_tokens=4, condition_drop_rate=0.5, condition_drop_keeps_class=True,
+              class_drop_rate=0.0)
+    full = _mask(tokens, labels, step=5, **kw)
+    assert 0 < np.all(full[0][:, :4] == MASK_ID, axis=1).sum() < 8
+    np.testing.assert_array_equal(full[2], labels)  # condition_drop_keeps_class
+    for x, y in zip(full, _mask(tokens, labels, step=5, **kw)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(full[0], _mask(tokens, labels, step=6, **kw)[0])
+    for offset in (0, 4):
+        part = _mask(tokens[offset:offset + 4], labels[offset:offset + 4], step=5,
+                     global_batch_size=8, replica_offset=offset, **kw)
+        for x, y in zip(full, part):
+            np.testing.assert_array_equal(x[offset:offset + 4], y)
