@@ -225,7 +225,9 @@ def compare_compute_dtypes(model, plan: DecodePlan, compute_dtypes=("float32", "
     return result
 
 
-def _pair_rows(pair, matmul_row=None):
+def _pair_rows(pair, rows_after_decoders=()):
+    """Table rows of one (baseline, MaGNeTS) pair; `rows_after_decoders` go between the
+    decoder rows and the FLOP-ratio and target rows."""
     rows = [f"{'decoder':<10} {'latency_s':>10} {'images/s':>9} {'exact_GF':>9} "
             f"{'paper_GF':>9} {'GFLOP/s':>8} {'eff':>5}"]
     for name in ("baseline", "magnets"):
@@ -233,8 +235,7 @@ def _pair_rows(pair, matmul_row=None):
         rows.append(f"{name:<10} {r['latency_s']:10.3f} {r['images_per_s']:9.2f} "
                     f"{r['exact_gflops_per_image']:9.1f} {r['paper_gflops_per_image']:9.1f} "
                     f"{r['achieved_gflop_per_s']:8.1f} {r['efficiency']:5.2f}")
-    if matmul_row:
-        rows.append(matmul_row)
+    rows += rows_after_decoders
     rows.append(f"exact GFLOPs ratio {pair['exact_flop_ratio']:.2f}, paper ratio "
                 f"{pair['paper_flop_ratio']:.2f}, speedup/exact ratio "
                 f"{pair['speedup_over_exact_ratio']:.2f}")
@@ -256,7 +257,7 @@ def format_table(result):
     """Human-readable table of a `run_benchmark` result, ending with the summary line."""
     if "by_dtype" in result:
         return format_dtype_table(result)
-    rows = _pair_rows(result, "\n".join(_machine_rows(result)))
+    rows = _pair_rows(result, _machine_rows(result))
     rows.append(summary_line(result))
     return "\n".join(rows)
 
