@@ -24,9 +24,18 @@ best plan, rank correlations, CPU and wall time per run) and the best plan as a 
 (--best_gin, default OUTPUT_DIR/best_plan.gin) for tools/evaluate.py, sample.py and
 export.py. Every evaluation is cached in OUTPUT_DIR/evaluations/: Ctrl-C (or
 --max_evaluations) stops, the same command resumes.
+
+Worker processes: every XLA-compiled decode loop leaves ~840 memory maps in its process
+even after the decoder is freed, and Linux refuses new maps past `vm.max_map_count`
+(65530 by default): one process that compiles ~70 plans dies in LLVM ("Cannot allocate
+memory"). So by default this command only supervises: it runs the search in a child
+process (this tool with --evaluations_per_process=0 --max_evaluations=E) again and again,
+each resuming from the cache, until the search is done. --evaluations_per_process=0
+searches in this process.
 """
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -61,6 +70,9 @@ flags.DEFINE_float("keep", 0.5, "Fraction of the plans that go on to the next ro
 flags.DEFINE_integer("latency_repeats", 3, "Timed decodes per plan (--budget_latency_ms).")
 flags.DEFINE_integer("max_evaluations", None, "Stop after this many new evaluations "
                      "(rerun to resume).")
+flags.DEFINE_integer("evaluations_per_process", 8, "New evaluations per worker process "
+                     "(each compiled plan leaves ~840 memory maps behind: see the module "
+                     "docstring); 0: search in this process.")
 flags.DEFINE_string("best_gin", None, "Where the best plan's gin file goes "
                     "(default OUTPUT_DIR/best_plan.gin).")
 FLAGS = flags.FLAGS
@@ -80,6 +92,11 @@ def _budget_flag():
 def _check_search_flags():
     if FLAGS.pool_size < 1 or FLAGS.halving_rounds < 1:
         raise app.UsageError("--pool_size and --halving_rounds must be >= 1")
+    if FLAGS.evaluations_per_process < 0:
+        raise app.UsageError(f"--evaluations_per_process must be >= 0, got "
+                             f"{FLAGS.evaluations_per_process}")
+    if FLAGS.max_evaluations is not None and FLAGS.max_evaluations < 0:
+        raise app.UsageError(f"--max_evaluations must be >= 0, got {FLAGS.max_evaluations}")
     if not 0 < FLAGS.keep <= 1:
         raise app.UsageError(f"--keep must be in (0, 1], got {FLAGS.keep}")
     unknown = sorted(set(FLAGS.refresh_choices) - set(REFRESH_POLICIES))
@@ -88,13 +105,70 @@ def _check_search_flags():
                              f"{REFRESH_POLICIES}")
 
 
+SUPERVISING_FLAGS = ("evaluations_per_process", "max_evaluations")
+
+
 def _command(argv):
-    return " ".join(["python tools/search_schedule.py", *argv[1:]])
+    """The user's command (a worker's supervising flags left out)."""
+    return " ".join(["python tools/search_schedule.py",
+                     *app.argv_without(argv[1:], SUPERVISING_FLAGS)])
+
+
+def worker_argv(argv, max_evaluations):
+    """The command line of one worker: argv without the supervising flags, searching in
+    its own process for at most `max_evaluations` new evaluations."""
+    return app.argv_without(argv, SUPERVISING_FLAGS) + [
+        "--evaluations_per_process=0", f"--max_evaluations={max_evaluations}"]
+
+
+def supervise(argv, per_process, max_evaluations=None):
+    """Runs the search in worker processes of at most `per_process` new evaluations each
+    until it completes (exit 0), `max_evaluations` are spent (130) or a worker fails."""
+    summary_path = Path(FLAGS.output_dir) / "search.json"
+    spent, workers = 0, 0
+    while True:
+        budget = per_process if max_evaluations is None else min(per_process,
+                                                                  max_evaluations - spent)
+        if budget <= 0:
+            print(f"stopped after {spent} new evaluations (--max_evaluations): rerun the same "
+                  f"command to resume", flush=True)
+            return 130
+        workers += 1
+        print(f"search worker {workers}: up to {budget} new evaluations", flush=True)
+        try:
+            code = subprocess.run([sys.executable, os.path.abspath(__file__),
+                                   *worker_argv(argv[1:], budget)]).returncode
+        except KeyboardInterrupt:  # the worker got the same Ctrl-C and wrote its cache
+            return 130
+        if code == 0:
+            return 0
+        new = _last_run_evaluations(summary_path)
+        if code != 130 or new is None:
+            raise app.RunFailure(f"search worker {workers} exited with status {code}; the "
+                                 f"evaluations cached so far are kept: rerun to resume")
+        if new == 0:
+            raise app.RunFailure(f"search worker {workers} stopped without a new evaluation "
+                                 f"(interrupted?); rerun to resume")
+        spent += new
+
+
+def _last_run_evaluations(summary_path):
+    """New evaluations of the last run recorded in search.json (None: none recorded)."""
+    import json
+
+    try:
+        runs = json.loads(summary_path.read_text()).get("runs", [])
+    except (OSError, ValueError):
+        return None
+    return runs[-1].get("new_evaluations") if runs else None
 
 
 def main():
     budget_flag = _budget_flag()
     _check_search_flags()
+    if FLAGS.evaluations_per_process:
+        files.check_writable_dir(FLAGS.output_dir, "--output_dir")
+        sys.exit(supervise(sys.argv, FLAGS.evaluations_per_process, FLAGS.max_evaluations))
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     scoring_flags.reference()
     gin_flags.parse_gin_flags()

@@ -148,6 +148,24 @@ def int_list(name, flag_values=flags.FLAGS):
         raise UsageError(f"--{name} must be integers, got {flag_values[name].value}") from None
 
 
+def argv_without(argv, names):
+    """`argv` without the flags in `names` (given as --name=value, --name value, --name or
+    --noname), to re-run a tool with some flags replaced. Arguments after "--" are kept."""
+    names = set(names) | {f"no{name}" for name in names}
+    kept, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "--":
+            return kept + argv[index - 1:]
+        name = arg.lstrip("-").split("=", 1)[0]
+        if not (arg.startswith("-") and name in names):
+            kept.append(arg)
+        elif "=" not in arg and index < len(argv) and not argv[index].startswith("-"):
+            index += 1  # --name value
+    return kept
+
+
 def _parse_flags(argv):
     try:
         return flags.FLAGS(argv)

@@ -111,3 +111,12 @@ def test_debug_adds_the_traceback_and_tensorflow_noise_stays_out(tool):
     quiet = _run(tool, "--fail=dataloss")
     assert quiet.stderr.strip().splitlines() == [
         "error: corrupt or truncated data: corrupted record at 40"]
+
+
+def test_argv_without_drops_every_form_of_the_named_flags():
+    from magnets_tf.cli import app
+    argv = ["--a=1", "--max_evaluations=3", "--b", "2", "--max_evaluations", "4",
+            "--nojit", "--jit", "--keep", "--", "--max_evaluations=9"]
+    assert app.argv_without(argv, ("max_evaluations", "jit")) == [
+        "--a=1", "--b", "2", "--keep", "--", "--max_evaluations=9"]
+    assert app.argv_without(["--x=1"], ("y",)) == ["--x=1"]

@@ -29,10 +29,14 @@ def test_budget_flags_are_checked(budget, message, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written before the flags are checked
 
 
-def test_bad_search_flags_are_usage_errors(tmp_path):
+@pytest.mark.parametrize("flag, message", [
+    ("--refresh_choices=sometimes", "unknown policies ['sometimes']"),
+    ("--evaluations_per_process=-1", "--evaluations_per_process must be >= 0"),
+])
+def test_bad_search_flags_are_usage_errors(flag, message, tmp_path):
     out = _run("--model_dir=m", "--tokenizer_dir=t", f"--output_dir={tmp_path}",
-               "--budget_gflops=1", "--refresh_choices=sometimes")
-    assert out.returncode == 2 and "unknown policies ['sometimes']" in out.stderr
+               "--budget_gflops=1", flag)
+    assert out.returncode == 2 and message in out.stderr
 
 
 @pytest.mark.slow
@@ -47,13 +51,16 @@ def test_search_writes_front_gin_and_resumes(checkpoints, tmp_path):  # noqa: F8
               "--pool_size=3", "--halving_rounds=2", "--num_samples=8",
               f"--output_dir={out_dir}"]
     env = {"MAGNETS_TF_CACHE": str(tmp_path / "cache")}
-    stopped = _run(*search, "--max_evaluations=2", env=env)
+    # One evaluation per worker process: two workers, then the budget is spent.
+    stopped = _run(*search, "--max_evaluations=2", "--evaluations_per_process=1", env=env)
     assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stdout.count("search worker") == 2, stopped.stdout
     assert not (out_dir / "best_plan.gin").exists()
     out = _run(*search, env=env)
     assert out.returncode == 0, out.stderr
     summary = json.loads((out_dir / "search.json").read_text())
-    assert summary["complete"] and [r["new_evaluations"] for r in summary["runs"]][0] == 2
+    assert summary["complete"]
+    assert [r["new_evaluations"] for r in summary["runs"]][:2] == [1, 1]
     assert summary["best"]["gflops_exact"] <= summary["budget"]["gflops"] * 1.0001
     rows = list(csv.DictReader(open(out_dir / "evaluations.csv")))
     assert {(r["n"], r["seed"]) for r in rows} == {("4", "0"), ("8", "1")}
