@@ -186,6 +186,31 @@ def check_workers_agree(strategy, value, what):
                          f"checkpoint")
 
 
+def make_any_worker(strategy, multi_worker=None):
+    """any_worker(flag) -> True if `flag` (a bool) is true on any worker of the cluster.
+
+    Decisions one process makes alone (a signal, its wall clock) must be shared, or the
+    other workers would wait in the next collective for a worker that stopped. Without
+    several workers (`multi_worker` defaults to `is_multi_worker`) it returns the flag
+    itself; otherwise one all-reduce (MAX over replicas) of a scalar, traced once, which
+    every worker must call equally often."""
+    if not (is_multi_worker(strategy) if multi_worker is None else multi_worker):
+        return bool
+
+    @tf.function
+    def reduce_max(value):
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            return context.all_reduce(tf.distribute.ReduceOp.MAX, value)
+        return strategy.run(replica_fn)
+
+    def any_worker(flag):
+        result = reduce_max(tf.constant(1 if flag else 0, tf.int32))
+        return bool(int(strategy.experimental_local_results(result)[0].numpy()))
+
+    return any_worker
+
+
 def default_jit_compile(strategy):
     """Whether to XLA-compile the per-replica train step.
 
