@@ -192,21 +192,21 @@ def make_any_worker(strategy, multi_worker=None):
     Decisions one process makes alone (a signal, its wall clock) must be shared, or the
     other workers would wait in the next collective for a worker that stopped. Without
     several workers (`multi_worker` defaults to `is_multi_worker`) it returns the flag
-    itself; otherwise one all-reduce (MAX over replicas) of a scalar, traced once, which
-    every worker must call equally often."""
+    itself; otherwise one all-reduce (a sum over replicas of 0 or 1: ReduceOp has no
+    MAX) of a scalar, traced once, which every worker must call equally often."""
     if not (is_multi_worker(strategy) if multi_worker is None else multi_worker):
         return bool
 
     @tf.function
-    def reduce_max(value):
-        def replica_fn():
+    def count(value):
+        def replica_fn(value):
             context = tf.distribute.get_replica_context()
-            return context.all_reduce(tf.distribute.ReduceOp.MAX, value)
-        return strategy.run(replica_fn)
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
+        return strategy.run(replica_fn, args=(value,))
 
     def any_worker(flag):
-        result = reduce_max(tf.constant(1 if flag else 0, tf.int32))
-        return bool(int(strategy.experimental_local_results(result)[0].numpy()))
+        result = count(tf.constant(1.0 if flag else 0.0, tf.float32))
+        return float(strategy.experimental_local_results(result)[0].numpy()) > 0
 
     return any_worker
 
