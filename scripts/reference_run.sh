@@ -4,6 +4,17 @@
 #
 #   nohup bash scripts/reference_run.sh runs/reference > runs/reference.log 2>&1 &
 #
+# Training in legs (docs/training.md): one run of STEPS steps, one learning-rate and alpha
+# schedule, trained by several invocations of the same command. LEG_MINUTES=M ends each
+# invocation's training at the first loop boundary after M minutes (STOP_AT_STEP=N at
+# step N) with a checkpoint; the script then exits 0 saying where it stopped, and the
+# same command continues from there. The stages after training run in the invocation
+# that finishes it. A SIGTERM/SIGINT to the training process (e.g. to the script's whole
+# process group: kill -TERM -- -PGID) stops it at the next loop boundary with a
+# checkpoint too (exit 143/130); run the same command again.
+#   STEPS=20000 LEG_MINUTES=100 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
+#     nohup bash scripts/reference_run.sh runs/small_20k >> runs/small_20k.log 2>&1 &
+#
 # The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small) in three legs: 1500 steps
 # (1 h 45 min with its evaluations)
 #   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
@@ -12,7 +23,8 @@
 #   STEPS=3000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     RESUME_FROM=runs/reference_small/magnets \
 #     nohup bash scripts/reference_run.sh runs/reference_small_3k > runs/reference_small_3k.log 2>&1 &
-# and the same again from that run to 6000 steps (the committed model):
+# and the same again from that run to 6000 steps (the committed model; RESUME_FROM restarts
+# the schedules, a warm restart: legs with LEG_MINUTES keep one schedule instead):
 #   STEPS=6000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     RESUME_FROM=runs/reference_small_3k/magnets \
 #     nohup bash scripts/reference_run.sh runs/reference_small_6k > runs/reference_small_6k.log 2>&1 &
@@ -36,19 +48,30 @@ GT_ONLY=${GT_ONLY:-1}   # 0: skip the ground-truth-only twin (finding 5) and its
 # the source is never written) and train on to STEPS. The learning-rate and alpha schedules
 # then span STEPS, so at the resumed step they jump to their STEPS-long values.
 RESUME_FROM=${RESUME_FROM:-}
+LEG_MINUTES=${LEG_MINUTES:-}    # end this invocation's training leg after M minutes
+STOP_AT_STEP=${STOP_AT_STEP:-}  # end it at step N (of STEPS)
 export TF_CPP_MIN_LOG_LEVEL=2
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT/stages"
 
-stage() {  # stage NAME COMMAND...: runs COMMAND once, appending to OUT/NAME.log
+logged() {  # logged NAME COMMAND...: runs COMMAND, appending to OUT/NAME.log
   local name=$1; shift
-  if [[ -e "$OUT/stages/$name.done" ]]; then echo "[$name] done before"; return; fi
   echo "[$name] $*"
   # Appended, so that an interrupted stage's log (e.g. the first leg of a training that
   # resumes from its checkpoint) is kept.
   echo "== $(date -u +%FT%TZ) $*" >> "$OUT/$name.log"
   "$@" >> "$OUT/$name.log" 2>&1
+}
+
+stage() {  # stage NAME COMMAND...: runs COMMAND once (logged)
+  local name=$1; shift
+  if [[ -e "$OUT/stages/$name.done" ]]; then echo "[$name] done before"; return; fi
+  logged "$name" "$@"
   touch "$OUT/stages/$name.done"
+}
+
+finished() {  # finished MODEL_DIR: its exported model is that of the run's last step
+  grep -q '"complete": true' "$1/training_status.json" 2>/dev/null
 }
 
 if [[ -n "$RESUME_FROM" ]]; then
@@ -72,21 +95,41 @@ fi
 stage tokens python tools/tokenize_dataset.py --tokenizer_dir="$TOKENIZER" \
   --dataset=fashion_mnist --output_dir="$OUT/tokens" --overwrite
 
-train() {  # train NAME CORE EXTRA_BINDING...
+LEG=()
+[[ -n "$LEG_MINUTES" ]] && LEG+=(--max_wall_minutes="$LEG_MINUTES")
+[[ -n "$STOP_AT_STEP" ]] && LEG+=(--stop_at_step="$STOP_AT_STEP")
+train() {  # train NAME CORE EXTRA_BINDING...: one leg; the stage is done once training is
   local name=$1 core=$2; shift 2
-  stage "train_$name" taskset -c "$core" python tools/train.py \
+  if [[ -e "$OUT/stages/train_$name.done" ]]; then echo "[train_$name] done before"; return; fi
+  logged "train_$name" taskset -c "$core" python tools/train.py \
     --gin_file="$GIN_FILE" --model_dir="$OUT/$name" \
-    --train_steps="$STEPS" --progress=false \
+    --train_steps="$STEPS" --progress=false "${LEG[@]}" \
     --gin_bindings="TOKENS_DIR='$OUT/tokens/train'" --gin_bindings="train.batch_size=$BATCH" \
     --gin_bindings="train.checkpoint_every=250" --gin_bindings="train.sample_every=1000" "$@"
+  if finished "$OUT/$name"; then
+    touch "$OUT/stages/train_$name.done"
+  else
+    echo "[train_$name] $(tail -1 "$OUT/train_$name.log")"
+  fi
 }
+MODELS=(magnets)
 if [[ "$GT_ONLY" == 1 ]]; then
-  train magnets 1 &
-  train gt_only 0 --gin_bindings="NestedMaskGitTrainer.loss_mode='gt_only'" &
-  wait
+  MODELS+=(gt_only)
+  train magnets 1 & magnets_pid=$!
+  train gt_only 0 --gin_bindings="NestedMaskGitTrainer.loss_mode='gt_only'" & gt_only_pid=$!
+  status=0
+  wait "$magnets_pid" || status=$?
+  wait "$gt_only_pid" || status=$?
+  (( status == 0 )) || exit "$status"
 else
   train magnets 0,1
 fi
+for name in "${MODELS[@]}"; do
+  if [[ ! -e "$OUT/stages/train_$name.done" ]]; then
+    echo "training leg over: $OUT/$name is not finished; run the same command again to continue"
+    exit 0
+  fi
+done
 
 stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
   --model_dir="$OUT/classifier" --epochs=3

@@ -50,6 +50,8 @@ def main():
     gin_flags.parse_gin_flags()
     from magnets_tf.evaluation import classifier, generation
 
+    for directory in (FLAGS.model_dir, FLAGS.tokenizer_dir):
+        model_flags.warn_if_unfinished(directory)
     model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)
     model = model_flags.apply_compute_dtype(model)
     plan = plan_flags.decode_plan(model)

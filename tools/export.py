@@ -5,7 +5,9 @@ python tools/export.py --preset=tiny --random_init --export_base=/tmp/serving/ma
 
 Writes EXPORT_BASE/<next integer version>/ (never overwrites one; see
 magnets_tf/export/saved_model.py and docs/serving.md) and prints that directory as the
-last line. The decode plan comes from the plan flags (--num_steps, --model_schedule,
+last line. A --transformer_dir or --tokenizer_dir whose training is unfinished (a leg
+stopped early: training_status.json) is refused unless --allow_unfinished, so a preview
+is never served by mistake. The decode plan comes from the plan flags (--num_steps, --model_schedule,
 --guidance_steps, --guidance_scale, ...) and `make_plan.*` gin bindings. Video: a 3D
 --tokenizer_dir exports clip generation; a frame-prediction transformer
 (tools/frame_prediction.py) adds the `clips` input.
@@ -38,6 +40,9 @@ plan_flags.define_plan_flags()
 gin_flags.define_gin_flags()
 flags.DEFINE_integer("seed", 0, "Seed of --random_init weights and warm-up inputs.")
 flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+flags.DEFINE_bool("allow_unfinished", False, "Export a transformer or tokenizer whose "
+                  "training is unfinished (a leg stopped before the run's last step), e.g. "
+                  "for a preview; without it such a directory is refused.")
 FLAGS = flags.FLAGS
 
 
@@ -65,10 +70,26 @@ def _tokenizer():
     return build_vqgan(FLAGS.vqgan_config)
 
 
+def _check_finished():
+    """Refuses (or, with --allow_unfinished, warns about) an unfinished trained model."""
+    from magnets_tf.training import run_state
+
+    for flag in ("transformer_dir", "tokenizer_dir"):
+        directory = FLAGS[flag].value
+        note = run_state.unfinished_note(directory) if directory else None
+        if note and not FLAGS.allow_unfinished:
+            raise app.UsageError(f"--{flag}: {note}. Finish its training (re-run the same "
+                                 f"training command), or pass --allow_unfinished to export "
+                                 f"this preview")
+        if note:
+            print(f"warning: exporting a preview: {note}", flush=True)
+
+
 def main():
     batch_sizes = _batch_sizes()
-    files.check_writable_dir(FLAGS.export_base, "--export_base")
     model_flags.check_model_source(FLAGS.transformer_dir, "transformer_dir")
+    _check_finished()
+    files.check_writable_dir(FLAGS.export_base, "--export_base")
     gin_flags.parse_gin_flags()
     import keras
     from magnets_tf.export.saved_model import export_saved_model
@@ -76,7 +97,7 @@ def main():
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = _tokenizer()
     transformer = model_flags.transformer_from_flags(
-        FLAGS.transformer_dir, "transformer_dir", seed=FLAGS.seed,
+        FLAGS.transformer_dir, "transformer_dir", seed=FLAGS.seed, warn=False,
         codebook_size=tokenizer.codebook_size,
         num_tokens=math.prod(tokenizer.grid_shape))  # h*w, or t*h*w for video
     print(f"transformer: {FLAGS.transformer_dir or 'RANDOM-INIT preset ' + repr(FLAGS.preset)}"

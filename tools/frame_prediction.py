@@ -7,7 +7,9 @@ nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_pr
     --tokenizer_dir=runs/video_tokenizer_mmnist --model_dir=runs/frame_prediction
 
 Writes metrics.json, predictions.png, the transformer weights and TensorBoard summaries
-into --model_dir; prints one summary line per decode plan.
+into --model_dir; prints one summary line per decode plan. --stop_at_step /
+--max_wall_minutes end a training leg early with a checkpoint and no evaluation (re-run
+the same command to continue).
 """
 import os
 
@@ -15,7 +17,7 @@ import numpy as np
 from absl import flags
 
 from magnets_tf import xla_cpu
-from magnets_tf.cli import app, gin_flags, plan_flags
+from magnets_tf.cli import app, gin_flags, leg_flags, plan_flags
 from magnets_tf.data import video
 from magnets_tf.data.video import moving_mnist_arrays
 from magnets_tf.evaluation import flops
@@ -48,6 +50,7 @@ flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per host sync (one tf.function); "
                      "summaries, images, checkpoints and the loss check run at loop "
                      "boundaries. Unless given: gin train_frame_prediction.steps_per_loop, else 1.")
+leg_flags.define_leg_flags("train_frame_prediction")
 flags.DEFINE_bool("allow_config_change", False, "Resume --model_dir even though the model or "
                   "gin settings differ from the stored ones.")
 flags.mark_flags_as_required(["tokenizer_dir", "model_dir"])
@@ -58,9 +61,11 @@ def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     if FLAGS.steps_per_loop is not None and FLAGS.steps_per_loop < 1:
         raise app.UsageError(f"--steps_per_loop must be >= 1, got {FLAGS.steps_per_loop}")
+    leg_flags.check_leg_flags()
     gin_flags.parse_gin_flags()
     gin_flags.bind_flag_overrides(
-        {"train_frame_prediction.steps_per_loop": FLAGS.steps_per_loop})
+        {"train_frame_prediction.steps_per_loop": FLAGS.steps_per_loop,
+         **leg_flags.bindings("train_frame_prediction")})
     tokenizer = load_tokenizer(FLAGS.tokenizer_dir)
     if not hasattr(tokenizer, "video_shape"):
         raise app.UsageError(f"{FLAGS.tokenizer_dir} holds an image tokenizer, not a "
@@ -90,6 +95,8 @@ def main():
             num_classes=10, num_condition_tokens=condition_tokens,
             batch_size=FLAGS.batch_size, progress=FLAGS.progress,
             **(dict(allow_config_change=True) if FLAGS.allow_config_change else {}))
+        if not summary["complete"]:
+            return  # An unfinished model is not evaluated; the loop said where it stopped.
         print(f"trained {summary['final_step']} steps: {summary['logs']}")
     model = saving.load_transformer(FLAGS.model_dir)
     if model.num_condition_tokens != condition_tokens:

@@ -61,6 +61,8 @@ def main():
     print(f"{len(points)} points, {len(points) - len(pending)} already in {csv_path}, "
           f"evaluating {len(todo)} now")
 
+    for directory in (FLAGS.model_dir, FLAGS.tokenizer_dir):
+        model_flags.warn_if_unfinished(directory)
     model, decode_fn = generation.load_generator(FLAGS.model_dir, FLAGS.tokenizer_dir)
     model = model_flags.apply_compute_dtype(model)
     plans = {p.key: plan_flags.decode_plan(model, **p.plan_kwargs()) for p in todo}

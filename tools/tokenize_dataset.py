@@ -16,6 +16,7 @@ from magnets_tf.cli import app  # noqa: I100 (first: it quiets TensorFlow's impo
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from magnets_tf.cli import model_flags  # noqa: E402
 from magnets_tf.data import datasets, tokenized  # noqa: E402
 from magnets_tf.models.saving import load_tokenizer  # noqa: E402
 from magnets_tf.utils import files  # noqa: E402
@@ -65,6 +66,7 @@ def main():
     if fl.max_examples < 0:
         raise app.UsageError(f"--max_examples must be >= 0, got {fl.max_examples}")
     files.check_writable_dir(fl.output_dir, "--output_dir")
+    model_flags.warn_if_unfinished(fl.tokenizer_dir)
     model = load_tokenizer(fl.tokenizer_dir)
     metadata = dict(codebook_size=model.codebook_size, grid=list(model.grid_shape),
                     num_classes=_num_classes(fl.dataset),

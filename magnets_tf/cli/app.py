@@ -8,8 +8,10 @@ or configuration (ValueError, which covers `ModelFileError`, `TokenShardError`,
 unwritable, on a full or read-only disk (OSError, and TensorFlow's file errors), a
 corrupt file (DataLossError), a model_dir locked by another run, a diverged training run,
 a `RunFailure` a tool raises. Either prints one line `error: ...` on stderr naming the file
-or setting; `--debug` (or --verbosity=1 and more) adds the traceback. Any other exception
-keeps its traceback.
+or setting; `--debug` (or --verbosity=1 and more) adds the traceback. A training run
+stopped by SIGTERM/SIGINT after writing its checkpoint (`TrainingInterrupted`) prints its
+"stopped at step N of T ..." line on stderr and exits with 128 + the signal number, as a
+shell reports a process ended by that signal. Any other exception keeps its traceback.
 
 TensorFlow's noise stays out of the way: importing this module sets TF_CPP_MIN_LOG_LEVEL=2
 (unless set) and hides the start-up banner TensorFlow's C++ code prints before its
@@ -132,6 +134,10 @@ def run(main):
         except UsageError as error:
             _exit(error, USAGE_ERROR)
         except Exception as error:  # noqa: BLE001 (sorted into expected or re-raised)
+            interrupted = _training_interrupted(error)
+            if interrupted is not None:
+                print(_one_line(interrupted), file=sys.stderr, flush=True)
+                sys.exit(interrupted.exit_code)
             message = expected_error_message(error)
             if message is None:
                 raise
@@ -178,6 +184,14 @@ def _expected_types():
     from magnets_tf.training.callbacks import NonFiniteLossError
     from magnets_tf.training.run_lock import RunLockError
     return (ValueError, RunFailure, NonFiniteLossError, RunLockError)
+
+
+def _training_interrupted(error):
+    """The `stopping.TrainingInterrupted` behind `error` (gin may wrap it), or None."""
+    from magnets_tf.training.stopping import TrainingInterrupted  # No TensorFlow.
+
+    error = _unwrap_gin(error)
+    return error if isinstance(error, TrainingInterrupted) else None
 
 
 def _tensorflow_message(error):

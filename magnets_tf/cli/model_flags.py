@@ -2,7 +2,9 @@
 preset (trial exports, samples, benchmarks).
 
 Random weights are built from --preset and the vocabulary/grid flags; with a trained
-directory those flags would be ignored, so giving them is a usage error.
+directory those flags would be ignored, so giving them is a usage error. A trained
+directory whose training is unfinished (a leg stopped early, or a run still going) is
+used with a printed warning (`warn_if_unfinished`).
 """
 from absl import app, flags
 
@@ -53,6 +55,17 @@ def apply_compute_dtype(model, flag_values=flags.FLAGS):
     return with_compute_dtype(model, flag_values.compute_dtype)
 
 
+def warn_if_unfinished(model_dir):
+    """Prints a warning when `model_dir` holds the model of an unfinished training run
+    (`run_state.unfinished_note`); returns the note or None."""
+    from magnets_tf.training import run_state
+
+    note = run_state.unfinished_note(model_dir)
+    if note:
+        print(f"warning: {note}", flush=True)
+    return note
+
+
 def check_model_source(model_dir, dir_flag="model_dir", flag_values=flags.FLAGS):
     """True for random weights, False for model_dir's; a usage error unless exactly one
     of the two is asked for (without a --random_init flag: random when no model_dir)."""
@@ -64,11 +77,12 @@ def check_model_source(model_dir, dir_flag="model_dir", flag_values=flags.FLAGS)
 
 
 def transformer_from_flags(model_dir, dir_flag="model_dir", seed=0, flag_values=flags.FLAGS,
-                           **fixed):
+                           warn=True, **fixed):
     """The trained transformer in `model_dir`, or random weights (seeded with `seed`),
     in --compute_dtype when the tool defines it.
 
-    dir_flag: the flag that gave model_dir (for messages). fixed: build_transformer
+    dir_flag: the flag that gave model_dir (for messages). warn: print a warning when
+    model_dir's training is unfinished (`warn_if_unfinished`). fixed: build_transformer
     arguments that replace flags for random weights (e.g. a tokenizer's codebook_size
     and num_tokens).
     """
@@ -78,6 +92,8 @@ def transformer_from_flags(model_dir, dir_flag="model_dir", seed=0, flag_values=
         if clashing:
             raise app.UsageError(f"--{dir_flag} sets the architecture and vocabulary: drop "
                                  f"{', '.join('--' + name for name in clashing)}")
+        if warn:
+            warn_if_unfinished(model_dir)
         return apply_compute_dtype(saving.load_transformer(model_dir), flag_values)
     import keras
     from magnets_tf.models.presets import build_transformer

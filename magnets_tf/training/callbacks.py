@@ -152,14 +152,24 @@ class CheckpointSaver(LoopCallback):
         self.every = int(every)
         self.total_steps = int(total_steps)
         self.on_save = on_save
+        self.last_saved_step = None
 
     def on_loop_end(self, step, logs):
         if self.due(step, self.every) or step == self.total_steps:
+            self.save(step)
+
+    def save(self, step):
+        """Saves the state of `step` (completed steps) unless it was saved already; the
+        loop calls it directly when a leg stops between periodic checkpoints. Returns
+        the checkpoint's prefix."""
+        if step != self.last_saved_step:
             if self.before_save is not None:
                 self.before_save(step)
             self.manager.save(checkpoint_number=step)
+            self.last_saved_step = step
             if self.on_save is not None:
                 self.on_save(step)
+        return self.manager.latest_checkpoint
 
 
 class SampleGrids(LoopCallback):

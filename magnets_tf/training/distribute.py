@@ -186,6 +186,31 @@ def check_workers_agree(strategy, value, what):
                          f"checkpoint")
 
 
+def make_any_worker(strategy, multi_worker=None):
+    """any_worker(flag) -> True if `flag` (a bool) is true on any worker of the cluster.
+
+    Decisions one process makes alone (a signal, its wall clock) must be shared, or the
+    other workers would wait in the next collective for a worker that stopped. Without
+    several workers (`multi_worker` defaults to `is_multi_worker`) it returns the flag
+    itself; otherwise one all-reduce (a sum over replicas of 0 or 1: ReduceOp has no
+    MAX) of a scalar, traced once, which every worker must call equally often."""
+    if not (is_multi_worker(strategy) if multi_worker is None else multi_worker):
+        return bool
+
+    @tf.function
+    def count(value):
+        def replica_fn(value):
+            context = tf.distribute.get_replica_context()
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
+        return strategy.run(replica_fn, args=(value,))
+
+    def any_worker(flag):
+        result = count(tf.constant(1.0 if flag else 0.0, tf.float32))
+        return float(strategy.experimental_local_results(result)[0].numpy()) > 0
+
+    return any_worker
+
+
 def default_jit_compile(strategy):
     """Whether to XLA-compile the per-replica train step.
 

@@ -24,11 +24,13 @@ def train_frame_prediction(model_dir, clip_tokens, class_ids, codebook_size, num
                            num_condition_tokens, batch_size=32, num_steps=2000, seed=0,
                            checkpoint_every=500, keep_checkpoints=2, log_every=100,
                            progress=True, strategy=None, callbacks=(),
-                           allow_config_change=False, steps_per_loop=1):
+                           allow_config_change=False, steps_per_loop=1, stop_at_step=None,
+                           max_wall_minutes=None):
     """Trains (or resumes) a frame-prediction transformer on clip tokens int [M, N] with
     class ids [M]; returns the run's summary. The transformer is in `model_dir`
-    (`models.saving.load_transformer`); `callbacks`, `allow_config_change` and
-    `steps_per_loop` (steps per host sync) go to `loop.run`."""
+    (`models.saving.load_transformer`); `callbacks`, `allow_config_change`,
+    `steps_per_loop` (steps per host sync) and `stop_at_step` / `max_wall_minutes` (end
+    this leg early: `stopping`) go to `loop.run`."""
     if int(num_condition_tokens) <= 0:
         raise ValueError(f"frame prediction needs num_condition_tokens > 0, got "
                          f"{num_condition_tokens}")
@@ -38,4 +40,5 @@ def train_frame_prediction(model_dir, clip_tokens, class_ids, codebook_size, num
     return loop.run(task, model_dir, strategy or tf.distribute.get_strategy(), num_steps,
                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                     log_every=log_every, progress=progress, callbacks=callbacks,
-                    steps_per_loop=steps_per_loop, allow_config_change=allow_config_change)
+                    steps_per_loop=steps_per_loop, allow_config_change=allow_config_change,
+                    stop_at_step=stop_at_step, max_wall_minutes=max_wall_minutes)

@@ -17,8 +17,11 @@ State in `model_dir`:
                               task's); the events file in model_dir itself holds the hparams
                               (an hparams session named after model_dir, whose metric
                               groups are "train" and "eval": docs/training.md, Monitoring)
-  train_summary.json          first and final step, last logs, steps/s of this run, and
-                              the summaries of earlier runs ("history")
+  train_summary.json          first and final step, train_steps, whether the run is
+                              complete, why a leg stopped early, last logs, steps/s of
+                              this run, and the summaries of earlier runs ("history")
+  training_status.json        the step of the exported model and train_steps
+                              (`run_state.write_training_status`)
   + whatever `task.export` writes at every checkpoint (e.g. the transformer's weights).
 
 Resume: a restarted run restores the newest complete checkpoint, continues at its step
@@ -27,6 +30,12 @@ as functions of (seed, step), so a run killed with SIGKILL and restarted reaches
 of an uninterrupted run. Before anything is written the loop takes the model_dir lock,
 sweeps the debris of killed writes and checks that the stored model and gin configuration
 match the new run's (docs/reliability.md).
+
+Legs (`stopping`): a run may be trained in several processes that keep train_steps
+fixed. `stop_at_step`, `max_wall_minutes` and SIGTERM/SIGINT end one early at a loop
+boundary, after a checkpoint and an export of that step (training_status.json marks the
+export unfinished); a signal then raises `stopping.TrainingInterrupted`, the others return
+the summary with "stopped". Re-running continues exactly where the leg stopped.
 
 Steps per loop: `steps_per_loop` steps run inside one tf.function
 (`distribute.make_train_function`) with their logs averaged on the device; the host
@@ -57,7 +66,7 @@ from absl import logging
 
 from magnets_tf.training import callbacks as callbacks_lib
 from magnets_tf.training import (checkpoint_files, distribute, run_config, run_lock,
-                                 run_state)
+                                 run_state, stopping)
 from magnets_tf.training import guard as guard_lib
 from magnets_tf.utils import errors, files
 
@@ -204,6 +213,14 @@ def _check_finite(logs, step, guard, weight_norm):
     guard.check(step, logs, weight_norm() if weight_norm else None)
 
 
+def _agreed_stop(reason, any_worker):
+    """`reason` (this process's) if any worker stops at this boundary (multi-worker: one
+    collective, so all stop together), else None."""
+    if any_worker(reason is not None):
+        return reason or stopping.ANOTHER_WORKER
+    return None
+
+
 def run_name(model_dir):
     """The name a run goes by in TensorBoard's hparams table: model_dir's base name."""
     return os.path.basename(os.path.normpath(model_dir)) or model_dir
@@ -250,18 +267,21 @@ def loop_period(every, steps_per_loop, name):
     return rounded
 
 
-def loop_ends(start_step, train_steps, steps_per_loop):
+def loop_ends(start_step, train_steps, steps_per_loop, stop_at_step=None):
     """The loop boundaries after start_step: the multiples of steps_per_loop, then
-    train_steps (a resumed run realigns after a partial first loop)."""
-    if start_step >= train_steps:
+    train_steps (a resumed run realigns after a partial first loop). A stop_at_step
+    below train_steps is the last boundary instead."""
+    last = train_steps if stop_at_step is None else min(int(stop_at_step), train_steps)
+    if start_step >= last:
         return []
     first = (start_step // steps_per_loop + 1) * steps_per_loop
-    return [*range(first, train_steps, steps_per_loop), train_steps]
+    return [*range(first, last, steps_per_loop), last]
 
 
 def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_checkpoints=3,
         log_every=100, jit_compile="auto", progress=True, callbacks=(), steps_per_loop=1,
-        allow_config_change=False, guard=None):
+        allow_config_change=False, guard=None, stop_at_step=None, max_wall_minutes=None,
+        handle_signals=True):
     """Trains `task` up to `train_steps` (resuming from `model_dir`); returns the summary.
 
     jit_compile: "auto" (`distribute.default_jit_compile`), True or False. Schedules span
@@ -271,23 +291,36 @@ def run(task, model_dir, strategy, train_steps, checkpoint_every=1000, keep_chec
     (`on_train_batch_end(step, logs)` at loop boundaries, with Python floats).
     allow_config_change: resume even if the model or gin settings differ from the stored
     ones (`run_config`). guard: a `guard.DivergenceGuard` (default: gin-configured).
+    stop_at_step / max_wall_minutes: end this leg early at that step / at the first loop
+    boundary after that many minutes, with a checkpoint (`stopping`; the summary's
+    "stopped" says why). handle_signals: SIGTERM/SIGINT stop at the next boundary after a
+    checkpoint and raise `stopping.TrainingInterrupted` (a second signal aborts).
     """
+    # The wall-clock budget counts from here: restoring and tracing are part of the leg.
+    policy = stopping.StopPolicy(stop_at_step, max_wall_minutes)
     chief = distribute.is_chief(strategy)
     if chief:
         files.check_writable_dir(model_dir, "model_dir")
-    with run_lock.RunLock(model_dir, is_chief=chief):
+    with stopping.SignalWatcher(enabled=handle_signals) as signals, \
+            run_lock.RunLock(model_dir, is_chief=chief):
+        policy.signals = signals
         if chief:
             files.sweep_debris(model_dir, keep=None, log=logging.warning)
-        return _run(task, model_dir, strategy, train_steps, checkpoint_every,
-                    keep_checkpoints, log_every, jit_compile, progress, callbacks,
-                    steps_per_loop, allow_config_change, chief,
-                    guard or guard_lib.DivergenceGuard())
+        summary = _run(task, model_dir, strategy, train_steps, checkpoint_every,
+                       keep_checkpoints, log_every, jit_compile, progress, callbacks,
+                       steps_per_loop, allow_config_change, chief,
+                       guard or guard_lib.DivergenceGuard(), policy)
+        if signals.received is not None:  # Also when the run completed meanwhile.
+            raise stopping.TrainingInterrupted(summary["stopped"]["message"],
+                                               summary["final_step"], signals.received)
+    return summary
 
 
 def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoints,
          log_every, jit_compile, progress, callbacks, steps_per_loop, allow_config_change,
-         chief, guard):
-    """`run` with model_dir locked (by the chief) and swept."""
+         chief, guard, policy):
+    """`run` with model_dir locked (by the chief) and swept; `policy` says when a leg
+    stops early (`stopping.StopPolicy`)."""
     train_steps = int(train_steps)
     if train_steps <= 0:
         raise ValueError(f"train_steps must be positive, got {train_steps}")
@@ -339,13 +372,16 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
     def export(step):
         if chief:
             task.export(model_dir)
+            run_state.write_training_status(model_dir, step, train_steps)
 
     weight_norm = guard_lib.weight_norm_function(task.guarded_variables())
     guard.start(weight_norm() if weight_norm else None, task.divergence_keys)
+    checkpoint_saver = callbacks_lib.CheckpointSaver(
+        saver, checkpoint_every, train_steps, export,
+        before_save=lambda step: guard.check_saved(step, weight_norm and weight_norm()))
+    any_worker = distribute.make_any_worker(strategy)
     all_callbacks = [
-        callbacks_lib.CheckpointSaver(
-            saver, checkpoint_every, train_steps, export,
-            before_save=lambda step: guard.check_saved(step, weight_norm and weight_norm())),
+        checkpoint_saver,
         callbacks_lib.ScalarSummaries(writer, log_every, train_steps, task.learning_rate,
                                       task.global_batch_size),
         *(task.callbacks(writer, model_dir) if chief else []),
@@ -355,9 +391,9 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
         callback.on_train_begin({"start_step": start_step})
     logs = {}
     started = time.perf_counter()
+    step, reason = start_step, None
     try:
-        step = start_step
-        for end in loop_ends(start_step, train_steps, steps_per_loop):
+        for end in loop_ends(start_step, train_steps, steps_per_loop, policy.stop_at_step):
             try:
                 logs = {k: float(v) for k, v in train_function(iterator, end - step).items()}
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
@@ -366,10 +402,18 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
             step = end
             for callback in all_callbacks:
                 callback.on_train_batch_end(step, logs)
+            if step < train_steps:
+                reason = _agreed_stop(policy.reason(step), any_worker)
+                if reason:
+                    checkpoint_saver.save(step)
+                    break
     except DivergenceError as error:
         def restore_and_export(prefix):
             checkpoint.restore(prefix).expect_partial()
-            task.export(model_dir)
+            if chief:
+                task.export(model_dir)
+                run_state.write_training_status(
+                    model_dir, checkpoint_files.step_of(prefix), train_steps)
 
         raise run_state.after_divergence(error, checkpoint_dir, restore_and_export) from None
     finally:
@@ -377,12 +421,24 @@ def _run(task, model_dir, strategy, train_steps, checkpoint_every, keep_checkpoi
             callback.on_train_end(logs)
         writer.close()
     elapsed = time.perf_counter() - started
-    if start_step >= train_steps:
-        export(start_step)
-    steps_done = max(train_steps - start_step, 0)
-    summary = dict(start_step=start_step, final_step=int(task.iterations.numpy()),
-                   logs=logs, seconds=elapsed,
-                   steps_per_second=steps_done / elapsed if elapsed else 0.0)
+    if step == start_step and start_step > 0:
+        export(start_step)  # Nothing to train: the export matches the newest checkpoint.
+    final_step = int(task.iterations.numpy())
+    if reason is None and (final_step < train_steps or policy.signal_received() is not None):
+        # A leg that began at or past its stop step, or a signal after the last boundary.
+        reason = policy.reason(final_step)
+    stopped = None
+    if reason:
+        why = policy.describe(reason)
+        prefix = os.path.join(checkpoint_dir, f"ckpt-{final_step}")
+        stopped = dict(reason=reason, step=final_step, message=stopping.stop_message(
+            final_step, train_steps, why, prefix if final_step < train_steps else None))
+        if policy.signal_received() is None:
+            print(stopped["message"], flush=True)
+    summary = dict(start_step=start_step, final_step=final_step, train_steps=train_steps,
+                   complete=final_step >= train_steps, stopped=stopped, logs=logs,
+                   seconds=elapsed,
+                   steps_per_second=(final_step - start_step) / elapsed if elapsed else 0.0)
     if chief:
         summary_path = os.path.join(model_dir, SUMMARY_FILE)
         files.write_json(summary_path, run_state.summary_with_history(summary_path, summary))

@@ -14,6 +14,9 @@ both with the new run's:
   the optimizer's learning-rate schedule and AdamW settings (lowering the learning rate
   after a divergence is the usual fix). Those changes are listed and accepted.
 
+Settings of one leg of a run (`LEG_ONLY`: where it stops, its wall-clock budget) are
+expected to differ between legs and are not compared at all.
+
 A refusal raises `ConfigDriftError` listing every difference, before anything in model_dir
 is written; `allow_change=True` (tools: --allow_config_change, gin
 `train.allow_config_change`) accepts them. Whenever the stored configuration differs from
@@ -42,6 +45,9 @@ MAY_CHANGE = (
     "TokenizerTrainer.end_learning_rate_fraction", "TokenizerTrainer.weight_decay",
     "TokenizerTrainer.discriminator_learning_rate",
 )
+
+# Gin parameters that belong to one leg of a run (`stopping`): never compared.
+LEG_ONLY = ("*.stop_at_step", "*.max_wall_minutes")
 
 
 class ConfigDriftError(ValueError):
@@ -82,6 +88,12 @@ def gin_settings(text):
         else:
             macros[selector] = statement.value
     return {key: _resolve(value, macros) for key, value in bindings.items()}
+
+
+def leg_only(key):
+    """True if the gin parameter `key` configures one leg only (not compared on resume)."""
+    name = key.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name, pattern) for pattern in LEG_ONLY)
 
 
 def may_change(key):
@@ -150,7 +162,8 @@ def check_resume(model_dir, operative_config, model_config=None, allow_change=Fa
         new_settings = gin_settings(operative_config)
         # Gin records a configurable's parameters only once it has been called: one not
         # yet called when a run recorded its config is missing on one side, not changed.
-        common = set(old_settings) & set(new_settings)
+        common = {key for key in set(old_settings) & set(new_settings)
+                  if not leg_only(key)}
         for item in differences({k: old_settings[k] for k in common},
                                 {k: new_settings[k] for k in common}):
             (accepted if may_change(item[0]) else refused).append(item)

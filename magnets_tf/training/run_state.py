@@ -1,11 +1,14 @@
 """What a run leaves in model_dir besides checkpoints: the divergence aftermath, the run
-summaries with their history, config files rewritten only when they change."""
+summaries with their history, config files rewritten only when they change, and the
+training status of the exported model (which step of how many it is)."""
 import json
 import os
 
 from magnets_tf.training import checkpoint_files
 from magnets_tf.training.guard import DivergenceError
 from magnets_tf.utils import files
+
+TRAINING_STATUS = "training_status.json"
 
 
 def after_divergence(error, checkpoint_dir, restore_and_export):
@@ -59,3 +62,38 @@ def summary_with_history(path, summary):
     except (OSError, ValueError):
         pass
     return dict(summary, history=history) if history else summary
+
+
+def write_training_status(model_dir, step, train_steps):
+    """Records beside the exported model that it is the model after `step` of the run's
+    `train_steps` steps (`training_status.json`: step, train_steps, complete). The loop
+    writes it after every export, so a model exported at a leg's stop (or any periodic
+    checkpoint) says that it is unfinished."""
+    step, train_steps = int(step), int(train_steps)
+    return files.write_json(os.path.join(model_dir, TRAINING_STATUS),
+                            dict(step=step, train_steps=train_steps,
+                                 complete=step >= train_steps))
+
+
+def read_training_status(model_dir):
+    """The training status of the model in `model_dir` ({"step", "train_steps",
+    "complete"}), or None when there is none (a model exported before it was recorded,
+    a committed or imported one) or it cannot be read."""
+    try:
+        with open(os.path.join(model_dir, TRAINING_STATUS)) as f:
+            status = json.load(f)
+        return dict(step=int(status["step"]), train_steps=int(status["train_steps"]),
+                    complete=bool(status["complete"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def unfinished_note(model_dir):
+    """A one-line note when `model_dir` holds the model of an unfinished training run (a
+    preview, not the final model), else None."""
+    status = read_training_status(model_dir)
+    if status is None or status["complete"]:
+        return None
+    return (f"{model_dir} holds the model after step {status['step']} of "
+            f"{status['train_steps']}: its training is unfinished (a preview, not the final "
+            f"model; {TRAINING_STATUS})")

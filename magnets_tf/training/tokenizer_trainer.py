@@ -30,7 +30,7 @@ from magnets_tf.models.discriminator import PatchDiscriminator
 from magnets_tf.models.saving import TOKENIZER_CONFIG, save_tokenizer
 from magnets_tf.models.video_tokenizer import VideoTokenizer
 from magnets_tf.models.vqgan import VQGAN, codebook_usage
-from magnets_tf.training import loop
+from magnets_tf.training import loop, run_config
 from magnets_tf.training.callbacks import LoopCallback
 from magnets_tf.utils import files, images as images_lib
 
@@ -108,7 +108,9 @@ class TokenizerTrainer(loop.TrainTask):
     caller, so its initial weights are the caller's (`train_tokenizer_experiment` seeds
     TF with `seed` first); the discriminator is built by `build` from the loop's seed.
     steps_per_loop steps run per host sync (`loop.run`: summaries, images, checkpoints
-    at loop boundaries; the weights do not depend on it).
+    at loop boundaries; the weights do not depend on it). stop_at_step / max_wall_minutes
+    end this leg of the run early with a checkpoint (`stopping`; num_steps stays the
+    run's length).
     """
 
     def __init__(self, model, model_dir, num_steps=1000, learning_rate=1e-3,
@@ -117,7 +119,7 @@ class TokenizerTrainer(loop.TrainTask):
                  gan_weight=0.1, gan_start_step=0, discriminator_learning_rate=1e-4,
                  restart_every=100, restart_fraction=0.03, log_every=50,
                  image_every=500, checkpoint_every=500, max_checkpoints=2, jit_compile=False,
-                 seed=0, steps_per_loop=1):
+                 seed=0, steps_per_loop=1, stop_at_step=None, max_wall_minutes=None):
         if not isinstance(model, TOKENIZER_TYPES):
             raise ValueError(f"model must be a VQGAN or VideoTokenizer, got "
                              f"{type(model).__name__}")
@@ -147,6 +149,9 @@ class TokenizerTrainer(loop.TrainTask):
         self.steps_per_loop = int(steps_per_loop)
         if self.steps_per_loop < 1:
             raise ValueError(f"steps_per_loop must be >= 1, got {steps_per_loop!r}")
+        self.stop_at_step = (None if stop_at_step is None else run_config.require_int(
+            "TokenizerTrainer.stop_at_step", stop_at_step, 1))
+        self.max_wall_minutes = max_wall_minutes
         self.discriminator = None
         self._data_source = None
 
@@ -289,7 +294,8 @@ class TokenizerTrainer(loop.TrainTask):
                         keep_checkpoints=self.max_checkpoints, log_every=self.log_every,
                         jit_compile=self.jit_compile, progress=progress, callbacks=callbacks,
                         steps_per_loop=self.steps_per_loop,
-                        allow_config_change=allow_config_change)
+                        allow_config_change=allow_config_change,
+                        stop_at_step=self.stop_at_step, max_wall_minutes=self.max_wall_minutes)
 
 
 def evaluate_tokenizer(model, dataset, max_batches=None):
@@ -336,7 +342,10 @@ def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="
                                image_size=None, seed=0, progress=True,
                                model_fn=gin.REQUIRED, eval_max_batches=None,
                                allow_config_change=False):
-    """Trains (or resumes) a tokenizer, saves it, evaluates it; returns the metrics.
+    """Trains (or resumes) a tokenizer, saves it, evaluates it; returns the metrics, or
+    {"stopped": ...} (the summary's) when the leg stopped before num_steps
+    (`TokenizerTrainer.stop_at_step` / `max_wall_minutes`): an unfinished tokenizer is
+    not evaluated, so no metrics of it can pass for the final ones.
 
     `model_fn` builds the VQGAN (e.g. `@build_vqgan`) or the VideoTokenizer (e.g.
     `@build_video_tokenizer`; then `dataset` is a video set of `data.video.video_dataset`,
@@ -369,9 +378,11 @@ def train_tokenizer_experiment(model_dir, dataset="fashion_mnist", train_split="
             return image_dataset(dataset, split, size, image_size=image_size)
     trainer = TokenizerTrainer(model, model_dir, seed=seed)
     begin = time.time()
-    trainer.train(lambda: make_data(train_split, batch_size, True), progress=progress,
-                  allow_config_change=allow_config_change)
+    summary = trainer.train(lambda: make_data(train_split, batch_size, True),
+                            progress=progress, allow_config_change=allow_config_change)
     train_seconds = time.time() - begin
+    if not summary["complete"]:
+        return dict(stopped=summary["stopped"])
     eval_data = make_data(eval_split, eval_batch_size, False)
     metrics = evaluate_tokenizer(model, eval_data, max_batches=eval_max_batches)
     metrics.update(dataset=dataset, split=eval_split, train_steps=trainer.num_steps,

@@ -167,7 +167,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
           checkpoint_every=1000, keep_checkpoints=3, log_every=100, sample_every=0,
           num_samples=8, sample_steps=8, jit_compile="auto", steps_per_loop=1, progress=True,
           extra_callbacks=(), dtype_policy="float32", allow_config_change=False,
-          eval_tokens_dir=None, eval_every=0, eval_batch_size=64, eval_batches=2):
+          eval_tokens_dir=None, eval_every=0, eval_batch_size=64, eval_batches=2,
+          stop_at_step=None, max_wall_minutes=None):
     """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
 
     batch_size is the global batch (split over replicas). steps_per_loop steps run per
@@ -179,7 +180,9 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
     tools/tokenize_dataset.py) are scored into the `eval` TensorBoard run
     (`held_out.HeldOutEvaluation`: eval_batches x eval_batch_size examples).
     allow_config_change: resume a model_dir whose stored model or gin settings differ
-    (`run_config`). Returns the run's summary.
+    (`run_config`). stop_at_step / max_wall_minutes end this leg of the run early, with a
+    checkpoint (`loop.run`, `stopping`; train_steps stays the run's length). Returns the
+    run's summary.
     """
     settings = {name: run_config.require_int(f"train.{name}", value, minimum)
                 for name, value, minimum in (
@@ -190,6 +193,8 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
                     ("sample_steps", sample_steps, 1), ("steps_per_loop", steps_per_loop, 1),
                     ("eval_every", eval_every, 0), ("eval_batch_size", eval_batch_size, 1),
                     ("eval_batches", eval_batches, 1))}
+    if stop_at_step is not None:
+        stop_at_step = run_config.require_int("train.stop_at_step", stop_at_step, 1)
     if settings["eval_every"] and not eval_tokens_dir:
         raise ValueError(f"train.eval_every={eval_every} needs train.eval_tokens_dir (held-out "
                          f"token shards, e.g. the test split of tools/tokenize_dataset.py)")
@@ -210,4 +215,5 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
                     log_every=settings["log_every"], jit_compile=jit_compile,
                     progress=progress, callbacks=extra_callbacks,
                     steps_per_loop=settings["steps_per_loop"],
-                    allow_config_change=bool(allow_config_change))
+                    allow_config_change=bool(allow_config_change), stop_at_step=stop_at_step,
+                    max_wall_minutes=max_wall_minutes)

@@ -38,6 +38,14 @@ def main():
         import tensorflow as tf
         raise tf.errors.ResourceExhaustedError(
             None, None, "/data/m/ckpt-3_temp/part-00000; No space left on device")
+    if kind == "signal":
+        import gin, signal
+        from magnets_tf.training.stopping import TrainingInterrupted
+        @gin.configurable
+        def train():
+            raise TrainingInterrupted("stopped at step 7 of 9 (on SIGTERM); re-run", 7,
+                                      signal.SIGTERM)
+        train()
     if kind == "bug":
         raise KeyError("a bug keeps its traceback")
     print("ok")
@@ -84,6 +92,14 @@ def test_exit_codes_and_one_error_line(tool, args, code, line):
     assert errors == ([line] if line else [])
     if line:
         assert "Traceback" not in out.stderr and "In call to configurable" not in out.stderr
+
+
+def test_a_training_stopped_by_a_signal_exits_with_128_plus_its_number(tool):
+    out = _run(tool, "--fail=signal")
+    assert out.returncode == 143, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1] == "stopped at step 7 of 9 (on SIGTERM); re-run"
+    assert "error:" not in out.stderr and "Traceback" not in out.stderr
 
 
 def test_unexpected_errors_keep_their_traceback(tool):

@@ -1,4 +1,5 @@
 """tools/export.py end to end, run from outside the repository."""
+import json
 import os
 
 import pytest
@@ -15,6 +16,27 @@ def test_bad_flags_fail_clearly(tmp_path):
     assert proc.returncode != 0
     assert "--batch_sizes must be integers" in proc.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_an_unfinished_training_run_is_not_exported_unless_asked(tmp_path):
+    """A leg that stopped early left a preview (training_status.json): refused before
+    anything is written; --allow_unfinished goes on with a warning (here to a clear
+    error: the directory holds no model)."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "training_status.json").write_text(
+        json.dumps(dict(step=3, train_steps=10, complete=False)))
+    args = [f"--transformer_dir={model_dir}", f"--tokenizer_dir={model_dir}",
+            f"--export_base={tmp_path / 'serving'}"]
+    proc = _run(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"error: --transformer_dir: {model_dir} holds the model after step 3 of 10: "
+            f"its training is unfinished") in proc.stderr
+    assert "--allow_unfinished to export this preview" in proc.stderr
+    assert not (tmp_path / "serving").exists()
+    proc = _run(tmp_path, *args, "--allow_unfinished")
+    assert "warning: exporting a preview: " in proc.stdout
+    assert proc.returncode == 1 and "tokenizer_config.json not found" in proc.stderr
 
 
 @pytest.mark.slow

@@ -1,11 +1,18 @@
-"""tools/train.py as a real subprocess: clear errors, SIGKILL + restart == uninterrupted."""
+"""tools/train.py as a real subprocess: clear errors, SIGKILL + restart == uninterrupted,
+SIGTERM stops at a loop boundary with a checkpoint (a second one aborts) and the re-run
+still ends with the uninterrupted weights."""
+import json
+import re
+import signal
 import subprocess
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from magnets_tf.data import tokenized
-from tests.resume_helpers import assert_resumes_after_sigkill
+from tests.resume_helpers import assert_resumes_after_sigkill, h5_weights, latest_checkpoint_step
 from tests.tool_runner import ROOT, tool_command, tool_env
 
 GIN = ROOT / "gin" / "fashion_mnist" / "magnets_tiny.gin"
@@ -76,3 +83,96 @@ def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
     tokens_dir = _shards(tmp_path / "tokens")
     assert_resumes_after_sigkill(lambda model_dir: _command(tokens_dir, model_dir, 40),
                                  tmp_path, 40, "transformer.weights.h5", _env(), atol=1e-6)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--stop_at_step=0", "--stop_at_step must be >= 1, got 0"),
+    ("--max_wall_minutes=0", "--max_wall_minutes must be > 0, got 0.0")])
+def test_bad_leg_flags_are_usage_errors(tmp_path, flag, message):
+    command = _command(tmp_path, tmp_path / "model", 5) + [flag]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and f"error: {message}" in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
+class _Running:
+    """A training subprocess whose stderr lines are collected as they come."""
+
+    def __init__(self, command):
+        self.process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr))
+        self.reader.start()
+
+    def wait_for(self, condition, timeout=600):
+        deadline = time.time() + timeout
+        while not condition() and self.process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert condition(), "".join(self.lines)[-3000:]
+
+    def finish(self, timeout=300):
+        stdout = self.process.communicate(timeout=timeout)[0]
+        self.reader.join()
+        return self.process.returncode, stdout, "".join(self.lines)
+
+
+def _assert_finishes_like(command, model_dir, reference, resumed_at):
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = model_dir / "checkpoints" / f"ckpt-{resumed_at}"
+    assert f"Resumed from {checkpoint} at step {resumed_at}" in result.stdout, result.stdout
+    expected, actual = (h5_weights(d / "transformer.weights.h5") for d in (reference,
+                                                                            model_dir))
+    assert expected.keys() == actual.keys() and expected
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow  # Four training processes (~2-3 min on the loaded 2-core machine).
+def test_sigterm_checkpoints_at_the_next_boundary_and_a_second_one_aborts(tmp_path):
+    tokens_dir = _shards(tmp_path / "tokens")
+    steps = 100
+    reference = tmp_path / "reference"
+    result = subprocess.run(_command(tokens_dir, reference, steps), env=_env(),
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # One SIGTERM: the run finishes its loop, checkpoints there and exits 128 + 15.
+    stopped = tmp_path / "stopped"
+    run = _Running(_command(tokens_dir, stopped, steps))
+    run.wait_for(lambda: latest_checkpoint_step(stopped) >= 10)
+    periodic = latest_checkpoint_step(stopped)
+    run.process.send_signal(signal.SIGTERM)
+    code, _, stderr = run.finish()
+    assert code == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "SIGTERM received: training stops at the next loop boundary" in stderr
+    last = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"stopped at step (\d+) of 100 \(on SIGTERM\); its checkpoint is "
+                         r"(\S+); re-run the same command \(without or with a later "
+                         r"--stop_at_step\) to continue", last)
+    assert match, last
+    step = int(match.group(1))
+    assert periodic <= step < steps and match.group(2) == str(
+        stopped / "checkpoints" / f"ckpt-{step}")
+    assert latest_checkpoint_step(stopped) == step
+    assert json.loads((stopped / "training_status.json").read_text()) == dict(
+        step=step, train_steps=steps, complete=False)
+    _assert_finishes_like(_command(tokens_dir, stopped, steps), stopped, reference, step)
+
+    # A second SIGTERM while the first waits for the end of a loop (50 steps long here):
+    # out at once, no new checkpoint; what was written stays whole and the re-run still
+    # ends with the same weights (they do not depend on steps_per_loop).
+    aborted = tmp_path / "aborted"
+    command = _command(tokens_dir, aborted, steps) + ["--steps_per_loop=50"]
+    run = _Running(command)
+    run.wait_for(lambda: latest_checkpoint_step(aborted) >= 50)
+    run.process.send_signal(signal.SIGTERM)
+    run.wait_for(lambda: any("SIGTERM received:" in line for line in run.lines))
+    run.process.send_signal(signal.SIGTERM)
+    code, _, stderr = run.finish(timeout=60)
+    assert code == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "SIGTERM received again: aborting now, without a checkpoint" in stderr
+    assert "stopped at step" not in stderr
+    assert latest_checkpoint_step(aborted) == 50
+    _assert_finishes_like(command, aborted, reference, 50)

@@ -60,3 +60,28 @@ def test_steps_per_loop_below_one_is_a_usage_error(tmp_path):
                f"--model_dir={tmp_path / 'tok'}", "--steps_per_loop=0")
     assert out.returncode == 2 and "--steps_per_loop must be >= 1, got 0" in out.stderr
     assert not (tmp_path / "tok").exists()
+
+
+def test_bad_stop_step_is_a_usage_error(tmp_path):
+    out = _run(f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
+               f"--model_dir={tmp_path / 'tok'}", "--stop_at_step=0")
+    assert out.returncode == 2 and "--stop_at_step must be >= 1, got 0" in out.stderr
+    assert not (tmp_path / "tok").exists()
+
+
+@pytest.mark.slow  # Two tool runs with training, one 1000-image evaluation.
+def test_a_leg_stopped_early_is_not_evaluated_and_the_next_one_finishes(tmp_path):
+    model_dir = tmp_path / "tok"
+    args = (f"--gin_file={ROOT / 'gin/fashion_mnist/tokenizer.gin'}",
+            f"--model_dir={model_dir}", *_TINY)
+    out = _run(*args, "--stop_at_step=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1].startswith(
+        f"stopped at step 2 of 3 (--stop_at_step=2); its checkpoint is "
+        f"{model_dir / 'checkpoints' / 'ckpt-2'}; re-run the same command")
+    assert not (model_dir / "metrics.json").exists()
+    assert json.loads((model_dir / "training_status.json").read_text())["step"] == 2
+    out = _run(*args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Resumed from" in out.stdout and (model_dir / "metrics.json").exists()
+    assert out.stdout.strip().splitlines()[-1].startswith("psnr_db=")

@@ -83,3 +83,11 @@ def test_bad_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}}')
     with pytest.raises(ValueError, match=r"TF_CONFIG lacks \['task'\]"):
         distribute.create_strategy("multi_worker")
+
+
+def test_any_worker_is_the_flag_alone_and_a_max_over_replicas_in_a_cluster(mirrored):
+    alone = distribute.make_any_worker(mirrored)  # One process: no collective.
+    assert alone(True) is True and alone(False) is False
+    # The collective the loop runs with several workers, here over two local replicas.
+    shared = distribute.make_any_worker(mirrored, multi_worker=True)
+    assert shared(False) is False and shared(True) is True and shared(False) is False

@@ -1,16 +1,20 @@
 """The loop with a small real task: resume (mirrored, exact), checkpoints kept, exports,
 argument checks; the reliability hooks: lock, debris sweep, config drift, fallback from a
-truncated checkpoint, the divergence guard. The transformer task's runs (TensorBoard content, NaN handling) are in
-transformer_task_test.py."""
+truncated checkpoint, the divergence guard; legs that stop at a step, after a wall-clock
+budget or on a real SIGTERM/SIGINT and end with the uninterrupted weights. The transformer
+task's runs (TensorBoard content, NaN handling) are in transformer_task_test.py."""
+import itertools
 import json
 import os
+import signal
+import time
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from magnets_tf.training import loop
+from magnets_tf.training import loop, stopping
 from magnets_tf.utils import files
 from magnets_tf.utils import event_files
 from tests.resume_helpers import StopAt
@@ -124,6 +128,11 @@ def test_loop_ends_are_multiples_then_the_last_step():
     assert loop.loop_ends(5, 9, 4) == [8, 9]  # A resumed run realigns.
     assert loop.loop_ends(0, 3, 1) == [1, 2, 3]
     assert loop.loop_ends(9, 9, 4) == []
+    # A leg's stop step is its last boundary; one past train_steps changes nothing.
+    assert loop.loop_ends(0, 20, 4, stop_at_step=10) == [4, 8, 10]
+    assert loop.loop_ends(10, 20, 4, stop_at_step=16) == [12, 16]
+    assert loop.loop_ends(0, 9, 4, stop_at_step=50) == [4, 8, 9]
+    assert loop.loop_ends(10, 20, 4, stop_at_step=10) == []
 
 
 def test_periods_are_rounded_up_to_multiples_of_steps_per_loop(capsys):
@@ -339,3 +348,125 @@ def test_hparams_session_named_after_the_run_with_train_as_a_metric_group(tmp_pa
     assert event_files.plugin_tags(model_dir / loop.TRAIN_RUN, "text") == [
         "config/operative_gin"]
     assert not event_files.plugin_tags(model_dir, "scalars")  # Metrics live in train/.
+
+
+class ScheduledTask(LinearTask):
+    """LinearTask whose learning rate decays linearly to 0 over train_steps: a schedule
+    spanning the run, like the real optimizers' (a leg that rebuilt it over its own length
+    would end with other weights)."""
+
+    def build(self, strategy, train_steps):
+        self.rate = lambda step: 0.2 * (1.0 - tf.cast(step, tf.float32) / train_steps)
+        super().build(strategy, train_steps)
+
+
+def _status(model_dir):
+    return json.load(open(os.path.join(model_dir, "training_status.json")))
+
+
+def test_legs_stopped_at_steps_end_with_the_uninterrupted_weights(tmp_path, capsys):
+    default = tf.distribute.get_strategy()
+    reference = ScheduledTask()
+    loop.run(reference, str(tmp_path / "reference"), default, 10, progress=False)
+    model_dir = str(tmp_path / "legs")
+    options = dict(checkpoint_every=4, steps_per_loop=2, progress=False)
+
+    first = loop.run(ScheduledTask(), model_dir, default, 10, stop_at_step=3, **options)
+    assert (first["final_step"], first["complete"], first["stopped"]["reason"]) == (
+        3, False, "stop_at_step")
+    checkpoint = os.path.join(model_dir, "checkpoints", "ckpt-3")
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"stopped at step 3 of 10 (--stop_at_step=3); its checkpoint is {checkpoint}; "
+        f"re-run the same command (without or with a later --stop_at_step) to continue")
+    assert _checkpoint_steps(model_dir) == [3]  # The stop, before the first periodic one.
+    np.testing.assert_array_equal(np.load(os.path.join(model_dir, "weights.npy")),
+                                  _checkpoint_weights(model_dir, 3))
+    assert _status(model_dir) == dict(step=3, train_steps=10, complete=False)
+    assert loop.run_state.unfinished_note(model_dir).startswith(
+        f"{model_dir} holds the model after step 3 of 10: its training is unfinished")
+
+    again = loop.run(ScheduledTask(), model_dir, default, 10, stop_at_step=3, **options)
+    assert again["start_step"] == again["final_step"] == 3 and again["stopped"]
+
+    second = loop.run(ScheduledTask(), model_dir, default, 10, stop_at_step=8, **options)
+    assert (second["start_step"], second["final_step"]) == (3, 8)
+    assert _checkpoint_steps(model_dir) == [3, 4, 8]  # ckpt-8: periodic and stop, once.
+
+    last_task = ScheduledTask()
+    last = loop.run(last_task, model_dir, default, 10, **options)
+    assert (last["start_step"], last["final_step"], last["complete"], last["stopped"]) == (
+        8, 10, True, None)
+    np.testing.assert_array_equal(last_task.w.numpy(), reference.w.numpy())
+    assert np.abs(reference.w.numpy()).min() > 0.1  # It trained.
+    assert _status(model_dir) == dict(step=10, train_steps=10, complete=True)
+    assert loop.run_state.unfinished_note(model_dir) is None
+    history = json.load(open(os.path.join(model_dir, "train_summary.json")))["history"]
+    assert [(run["final_step"], run["complete"]) for run in history] == [
+        (3, False), (3, False), (8, False)]
+
+
+def test_max_wall_minutes_stops_at_the_first_boundary_after_the_budget(tmp_path,
+                                                                       monkeypatch):
+    default = tf.distribute.get_strategy()
+    reference = ScheduledTask()
+    loop.run(reference, str(tmp_path / "reference"), default, 8, progress=False)
+    minutes = itertools.count(0.0, 60.0)  # Every reading of the clock is a minute later.
+    monkeypatch.setattr(stopping, "now", lambda: next(minutes))
+    model_dir = str(tmp_path / "model")
+    summary = loop.run(ScheduledTask(), model_dir, default, 8, max_wall_minutes=2.5,
+                       checkpoint_every=100, progress=False)
+    # Boundaries 1, 2, 3 read 1, 2, 3 minutes: the budget is over at step 3.
+    assert (summary["final_step"], summary["stopped"]["reason"]) == (3, "max_wall_minutes")
+    assert "(--max_wall_minutes=2.5 reached after" in summary["stopped"]["message"]
+    assert _checkpoint_steps(model_dir) == [3]
+    monkeypatch.undo()
+    resumed = ScheduledTask()
+    summary = loop.run(resumed, model_dir, default, 8, max_wall_minutes=60,
+                       checkpoint_every=100, progress=False)
+    assert (summary["start_step"], summary["final_step"], summary["stopped"]) == (3, 8, None)
+    np.testing.assert_array_equal(resumed.w.numpy(), reference.w.numpy())
+
+
+class SignalAt(keras.callbacks.Callback):
+    """Sends `signum` to this process at boundary `step` (the loop must handle it)."""
+
+    def __init__(self, step, signum):
+        super().__init__()
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, step, logs=None):
+        if step == self.step:
+            handler = signal.getsignal(self.signum)
+            assert handler not in (signal.SIG_DFL, signal.default_int_handler), \
+                "the loop installed no handler: the signal would end the test process"
+            os.kill(os.getpid(), self.signum)
+            time.sleep(0.2)  # Time for the watcher thread to record it.
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_the_next_boundary_with_a_checkpoint(tmp_path, signum):
+    """In process, with a real signal: the stop checkpoint is past the last periodic one,
+    the run raises TrainingInterrupted, and a restart ends with the uninterrupted
+    weights. (tests/tools/train_test.py does it to a training subprocess.)"""
+    default = tf.distribute.get_strategy()
+    reference = ScheduledTask()
+    loop.run(reference, str(tmp_path / "reference"), default, 40, progress=False)
+    model_dir = str(tmp_path / "model")
+    options = dict(checkpoint_every=4, keep_checkpoints=2, progress=False)
+    handler = signal.getsignal(signum)
+    with pytest.raises(stopping.TrainingInterrupted) as caught:
+        loop.run(ScheduledTask(), model_dir, default, 40, callbacks=[SignalAt(5, signum)],
+                 **options)
+    step, name = caught.value.step, signal.Signals(signum).name
+    assert 5 <= step < 40 and caught.value.exit_code == 128 + signum
+    assert str(caught.value).startswith(f"stopped at step {step} of 40 (on {name}); its "
+                                        f"checkpoint is ")
+    assert _checkpoint_steps(model_dir)[-1] == step  # Written at the stop boundary.
+    summary = json.load(open(os.path.join(model_dir, "train_summary.json")))
+    assert (summary["final_step"], summary["complete"], summary["stopped"]["reason"]) == (
+        step, False, name)
+    assert signal.getsignal(signum) is handler  # Restored.
+    resumed = ScheduledTask()
+    summary = loop.run(resumed, model_dir, default, 40, **options)
+    assert (summary["start_step"], summary["final_step"]) == (step, 40)
+    np.testing.assert_array_equal(resumed.w.numpy(), reference.w.numpy())

@@ -9,8 +9,9 @@ on token shards through `loop.run`) with a global batch of 8 and a checkpoint ev
 steps, then writes this process's transformer weights to WEIGHTS_OUT (.npz, keyed by
 variable path): the non-chief worker writes nothing into MODEL_DIR, so this is how the
 test sees its weights. Each step sleeps THROTTLE seconds
-(environment, default 0) after its update so the test can kill a worker between
-checkpoints; the sleep does not touch the weights.
+(environment, default 0) after its update so the test can kill or signal a worker between
+checkpoints; the sleep does not touch the weights. A run stopped by a signal prints
+"interrupted: step=N" and exits with 128 + the signal.
 """
 import os
 import sys
@@ -53,10 +54,17 @@ def main(strategy_name, model_dir, tokens_dir, steps, weights_out):
                    "build_transformer.dropout = 0.1",
                    "build_transformer.attention_dropout = 0.1",
                    "make_optimizer.learning_rate = 3e-3", "make_optimizer.warmup_steps = 2"])
+    from magnets_tf.training.stopping import TrainingInterrupted
+
     task = TransformerTask(TokenShards(tokens_dir), GLOBAL_BATCH, seed=1)
-    summary = loop.run(task, model_dir, strategy, steps, checkpoint_every=CHECKPOINT_EVERY,
-                       log_every=CHECKPOINT_EVERY, progress=False,
-                       callbacks=[Throttle(float(os.environ.get("THROTTLE", "0")))])
+    try:
+        summary = loop.run(task, model_dir, strategy, steps,
+                           checkpoint_every=CHECKPOINT_EVERY, log_every=CHECKPOINT_EVERY,
+                           progress=False,
+                           callbacks=[Throttle(float(os.environ.get("THROTTLE", "0")))])
+    except TrainingInterrupted as error:
+        print(f"interrupted: step={error.step}", flush=True)
+        sys.exit(error.exit_code)
     # Keys without the first path component (the process-dependent model name).
     np.savez(weights_out, **{v.path.split("/", 1)[-1]: v.numpy()
                              for v in task.transformer.weights})

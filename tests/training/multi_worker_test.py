@@ -1,6 +1,7 @@
 """MultiWorkerMirroredStrategy with real processes on localhost: two workers (one CPU
 each, TF_CONFIG on free ports) train the tiny transformer like one process over two
-logical CPUs, only the chief writes, and a SIGKILLed cluster resumes exactly."""
+logical CPUs, only the chief writes, a SIGKILLed cluster resumes exactly, and a SIGTERM
+to one worker stops the whole cluster at one loop boundary with a checkpoint."""
 import json
 import os
 import signal
@@ -169,3 +170,49 @@ def test_multi_worker_equals_mirrored_and_resumes_after_a_worker_is_killed(tmp_p
     _assert_weights_equal(_weights(workers[0][1]), chief)
     _assert_weights_equal(_weights(workers[1][1]), chief)
     _assert_only_the_chief_wrote(tmp_path, "restarted")
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_one_worker_stops_the_cluster_at_one_boundary(tmp_path, tokens_dir):
+    """Only worker 1 (not the chief) is signalled: the stop is shared at the next
+    boundary (one all-reduce per boundary), both workers save there, the chief returns
+    normally and worker 1 exits 143; the restarted cluster ends with the weights of the
+    one-process mirrored run."""
+    steps = 6
+    mirrored_weights = tmp_path / "mirrored.npz"
+    result = subprocess.run(_command("mirrored", tmp_path / "mirrored", tokens_dir, steps,
+                                     mirrored_weights),
+                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    shared = tmp_path / "shared"
+    workers = _start_workers(tmp_path, [shared, shared], tokens_dir, steps, "signalled",
+                             throttle=1.0)
+    try:
+        deadline = time.time() + TIMEOUT
+        while (latest_checkpoint_step(shared) < 2 and workers[1][0].poll() is None
+               and time.time() < deadline):
+            time.sleep(0.05)
+        workers[1][0].send_signal(signal.SIGTERM)
+        (chief_out, chief_err), (worker_out, worker_err) = (
+            process.communicate(timeout=TIMEOUT) for process, _ in workers)
+    finally:
+        for process, _ in workers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert workers[1][0].returncode == 128 + signal.SIGTERM, worker_err[-3000:]
+    assert "SIGTERM received" in worker_err
+    stopped_at = int(worker_out.split("interrupted: step=")[1].split()[0])
+    assert 2 <= stopped_at < steps
+    assert workers[0][0].returncode == 0, chief_err[-3000:]
+    assert f"stopped at step {stopped_at} of {steps} (another worker asked to stop)" \
+        in chief_out
+    assert f"done: step={stopped_at} replicas=2 chief=True" in chief_out
+    assert latest_checkpoint_step(shared) == stopped_at
+
+    workers = _start_workers(tmp_path, [shared, shared], tokens_dir, steps, "continued")
+    outputs = _finish(workers)
+    for out in outputs:
+        assert f"at step {stopped_at}" in out, out
+    _assert_weights_equal(_weights(workers[0][1]), _weights(mirrored_weights), atol=1e-5)

@@ -107,3 +107,16 @@ def test_gin_settings_recorded_on_one_side_only_are_not_a_change(tmp_path):
     model_dir = _model_dir(tmp_path)
     assert run_config.check_resume(model_dir, GIN + "mask_batch.min_mask_ratio = 0.0\n",
                                    None) == []
+
+
+def test_where_a_leg_stops_is_never_compared_nor_archived(tmp_path):
+    """Every leg of a run may stop elsewhere: stop_at_step and max_wall_minutes are not
+    configuration drift, and resuming with other values archives nothing."""
+    (tmp_path / "operative_config.gin").write_text(
+        GIN + "train.stop_at_step = 200\ntrain.max_wall_minutes = None\n")
+    messages = []
+    new_gin = GIN + "train.stop_at_step = None\ntrain.max_wall_minutes = 50.0\n"
+    assert run_config.check_resume(str(tmp_path), new_gin, None, log=messages.append) == []
+    assert messages == [] and not (tmp_path / run_config.HISTORY_DIR).exists()
+    assert run_config.leg_only("eval/TokenizerTrainer.stop_at_step")
+    assert not run_config.leg_only("train.train_steps")

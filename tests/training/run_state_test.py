@@ -56,3 +56,20 @@ def test_summary_history_and_unchanged_files(tmp_path):
     assert text.stat().st_mtime == 0
     run_state.write_text_if_changed(str(text), "a = 2\n")
     assert text.read_text() == "a = 2\n"
+
+
+def test_training_status_says_which_step_of_how_many_the_export_is(tmp_path):
+    model_dir = str(tmp_path)
+    assert run_state.read_training_status(model_dir) is None
+    assert run_state.unfinished_note(model_dir) is None  # Unknown: older or committed.
+    run_state.write_training_status(model_dir, 250, 6000)
+    assert run_state.read_training_status(model_dir) == dict(step=250, train_steps=6000,
+                                                             complete=False)
+    assert run_state.unfinished_note(model_dir) == (
+        f"{model_dir} holds the model after step 250 of 6000: its training is unfinished "
+        f"(a preview, not the final model; training_status.json)")
+    run_state.write_training_status(model_dir, 6000, 6000)
+    assert run_state.read_training_status(model_dir)["complete"]
+    assert run_state.unfinished_note(model_dir) is None
+    (tmp_path / run_state.TRAINING_STATUS).write_text("{broken")
+    assert run_state.read_training_status(model_dir) is None

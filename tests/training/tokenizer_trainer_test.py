@@ -96,6 +96,21 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert int(trainer2.iterations) == 6 and summary["final_step"] == 6
 
 
+def test_stop_at_step_ends_the_leg_with_a_checkpoint_there(tmp_path):
+    trainer = tt.TokenizerTrainer(_model(), str(tmp_path), num_steps=6, checkpoint_every=4,
+                                  warmup_steps=0, stop_at_step=3)
+    summary = trainer.train(_digits(), progress=False)
+    assert (summary["final_step"], summary["complete"], summary["stopped"]["reason"]) == (
+        3, False, "stop_at_step")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == [
+        "ckpt-3.index"]
+    assert json.loads((tmp_path / "training_status.json").read_text()) == dict(
+        step=3, train_steps=6, complete=False)
+    with pytest.raises(ValueError, match=r"TokenizerTrainer\.stop_at_step must be an "
+                                         r"integer >= 1, got 0"):
+        tt.TokenizerTrainer(_model(), str(tmp_path), stop_at_step=0)
+
+
 @pytest.mark.slow  # Three GAN runs.
 def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path):
     """GAN from step 2 and dead-code restarts every 2 steps on shuffled data: the

@@ -211,3 +211,28 @@ def test_eval_every_without_held_out_tokens_is_refused(tmp_path, tokens_dir):
     with pytest.raises(ValueError, match="eval_every=2 needs train.eval_tokens_dir"):
         _train(str(tmp_path / "m"), 2, tokens_dir, eval_every=2)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow  # Four tiny trainings (~1 min on the loaded 2-core machine).
+def test_a_run_in_legs_ends_with_the_weights_of_the_uninterrupted_run(tmp_path, tokens_dir):
+    """`train(..., stop_at_step=N)`, tools/train.py's entry: the learning-rate schedule,
+    the alpha anneal, masks, dropout and data order are the whole run's, so legs that
+    stop at steps 2 and 5 and a last one reach the uninterrupted run's weights."""
+    gin.bind_parameter("build_transformer.dropout", 0.1)
+    reference_dir, legs_dir = str(tmp_path / "reference"), str(tmp_path / "legs")
+    _train(reference_dir, 6, tokens_dir, checkpoint_every=4)
+    first = _train(legs_dir, 6, tokens_dir, checkpoint_every=4, stop_at_step=2)
+    assert (first["final_step"], first["stopped"]["reason"]) == (2, "stop_at_step")
+    at_2 = saving.load_transformer(legs_dir)  # The export of the stopped leg.
+    second = _train(legs_dir, 6, tokens_dir, checkpoint_every=4, stop_at_step=5)
+    assert (second["start_step"], second["final_step"]) == (2, 5)
+    last = _train(legs_dir, 6, tokens_dir, checkpoint_every=4)
+    assert (last["start_step"], last["final_step"], last["complete"]) == (5, 6, True)
+    state = tf.train.get_checkpoint_state(os.path.join(legs_dir, "checkpoints"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+        "ckpt-4", "ckpt-5", "ckpt-6"]
+    reference, legs = (saving.load_transformer(d) for d in (reference_dir, legs_dir))
+    for a, b in zip(reference.weights, legs.weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
+    assert any(not np.allclose(a.numpy(), b.numpy(), atol=1e-4)  # It trained after step 2.
+               for a, b in zip(at_2.weights, legs.weights))
