@@ -5,13 +5,22 @@ times by the transformer trainer, so the reader is built for speed: parallel int
 over shards, cached serialized records, vectorized parsing per batch, prefetch.
 
 Layout of a shard directory:
-  metadata.json                     codebook_size, grid [h, w], num_classes, num_examples,
-                                    tokenizer, token_dtype, shards [{file, num_examples,
-                                    num_bytes}], format_version
+  metadata.json                     codebook_size, grid ([h, w] for images, [t, h, w] for
+                                    video clips), num_classes, num_examples, tokenizer,
+                                    num_condition_frames, num_condition_tokens,
+                                    token_dtype, shards [{file, num_examples, num_bytes}],
+                                    format_version
   tokens-00000-of-00004.tfrecord    tf.train.Example: "tokens" (raw little-endian bytes of
-                                    h*w ints in token_dtype), "label" (int64)
+                                    prod(grid) ints in token_dtype, row-major; time-major
+                                    for clips), "label" (int64)
+
+Conditioning layout (frame prediction): the first `num_condition_tokens` tokens of an
+example (whole latent frames of a [t, h, w] grid) encode its first
+`num_condition_frames` pixel frames, with the later frames hidden; both are 0 for
+generation, and for shards written before these fields existed.
 """
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -48,25 +57,55 @@ def _validated_metadata(metadata):
             raise ValueError(f"metadata needs {key!r} (have {sorted(metadata)})")
     codebook_size = int(metadata["codebook_size"])
     grid = [int(g) for g in metadata["grid"]]
-    if codebook_size <= 0 or len(grid) != 2 or min(grid) <= 0:
+    if codebook_size <= 0 or len(grid) not in (2, 3) or min(grid) <= 0:
         raise ValueError(f"metadata codebook_size={metadata['codebook_size']!r} must be "
-                         f"positive and grid={metadata['grid']!r} a positive [h, w]")
+                         f"positive and grid={metadata['grid']!r} a positive [h, w] "
+                         f"(images) or [t, h, w] (video)")
     if int(metadata["num_classes"]) < 0:
         raise ValueError(f"metadata num_classes={metadata['num_classes']!r} must be >= 0")
+    condition_frames, condition_tokens = _condition_layout(metadata, grid)
     metadata.update(codebook_size=codebook_size, grid=grid,
                     num_classes=int(metadata["num_classes"]),
-                    tokenizer=str(metadata.get("tokenizer", "")))
+                    tokenizer=str(metadata.get("tokenizer", "")),
+                    num_condition_frames=condition_frames,
+                    num_condition_tokens=condition_tokens)
     return metadata
+
+
+def _condition_layout(metadata, grid):
+    """(num_condition_frames, num_condition_tokens) of metadata, validated against grid:
+    both 0 (generation), or frame prediction on a [t, h, w] grid whose first condition
+    tokens are whole latent frames, fewer than all, with at least one pixel frame."""
+    frames = metadata.get("num_condition_frames", 0)
+    tokens = metadata.get("num_condition_tokens", 0)
+    try:
+        frames, tokens = int(frames), int(tokens)
+    except (TypeError, ValueError):
+        raise ValueError(f"num_condition_frames={frames!r} and num_condition_tokens="
+                         f"{tokens!r} must be integers") from None
+    if (frames == 0) != (tokens == 0) or frames < 0 or tokens < 0:
+        raise ValueError(f"num_condition_frames={frames} and num_condition_tokens={tokens} "
+                         f"must both be 0 (generation) or both positive (frame prediction)")
+    if tokens:
+        frame_tokens = grid[1] * grid[2] if len(grid) == 3 else None
+        if frame_tokens is None or tokens % frame_tokens or tokens >= grid[0] * frame_tokens:
+            raise ValueError(f"num_condition_tokens={tokens} must be whole latent frames of a "
+                             f"[t, h, w] token grid (a multiple of h*w, fewer than t*h*w); "
+                             f"the grid is {grid}")
+    return frames, tokens
 
 
 def write_token_shards(out_dir, batches, metadata, num_shards, overwrite=False):
     """Writes token batches into `num_shards` TFRecord files + metadata.json, atomically.
 
-    batches: iterable of (tokens int [B, h, w], labels int [B]) or dicts with "tokens"
-    and "label". metadata: codebook_size, grid [h, w], num_classes, tokenizer (path of
-    the tokenizer model dir); num_examples is counted here. Everything is written into a
-    temporary sibling directory that is renamed to `out_dir` only when complete, so an
-    interrupted run never leaves a half-written data set behind. Returns the metadata.
+    batches: iterable of (tokens int [B, *grid], labels int [B]) or dicts with "tokens"
+    and "label". metadata: codebook_size, grid ([h, w] or [t, h, w]), num_classes,
+    tokenizer (path of the tokenizer model dir), optionally num_condition_frames and
+    num_condition_tokens (frame prediction; see the module doc); num_examples is counted
+    here. With num_classes == 0 (class-agnostic) every label must be 0. Everything is
+    written into a temporary sibling directory that is renamed to `out_dir` only when
+    complete, so an interrupted run never leaves a half-written data set behind. Returns
+    the metadata.
     """
     metadata = _validated_metadata(metadata)
     num_shards = int(num_shards)
@@ -89,9 +128,9 @@ def write_token_shards(out_dir, batches, metadata, num_shards, overwrite=False):
         try:
             for batch_index, batch in enumerate(batches):
                 tokens, labels = _as_batch(batch)
-                if tokens.ndim != 3 or list(tokens.shape[1:]) != grid:
+                if tokens.ndim != 1 + len(grid) or list(tokens.shape[1:]) != grid:
                     raise ValueError(f"batch {batch_index}: tokens shape {tokens.shape}, "
-                                     f"expected [B, {grid[0]}, {grid[1]}]")
+                                     f"expected [B, {', '.join(map(str, grid))}]")
                 if labels.shape != (tokens.shape[0],):
                     raise ValueError(f"batch {batch_index}: labels shape {labels.shape}, "
                                      f"expected ({tokens.shape[0]},)")
@@ -100,9 +139,12 @@ def write_token_shards(out_dir, batches, metadata, num_shards, overwrite=False):
                                      f"[{tokens.min()}, {tokens.max()}] outside "
                                      f"[0, codebook_size={codebook_size})")
                 if labels.size and (labels.min() < 0 or
-                                    (num_classes and labels.max() >= num_classes)):
-                    raise ValueError(f"batch {batch_index}: labels in [{labels.min()}, "
-                                     f"{labels.max()}] outside [0, num_classes={num_classes})")
+                                    labels.max() >= max(num_classes, 1)):
+                    raise ValueError(
+                        f"batch {batch_index}: labels in [{labels.min()}, {labels.max()}] "
+                        f"outside [0, num_classes={num_classes})" if num_classes else
+                        f"batch {batch_index}: labels in [{labels.min()}, {labels.max()}] "
+                        f"but num_classes=0 (class-agnostic) needs every label 0")
                 for example_tokens, label in zip(tokens.astype(dtype), labels):
                     example = tf.train.Example(features=tf.train.Features(feature={
                         "tokens": tf.train.Feature(bytes_list=tf.train.BytesList(
@@ -241,10 +283,11 @@ def explain_read_error(path, error):
 
 def _parser(metadata, path):
     """Vectorized parser of a batch of serialized examples -> {"tokens", "label"}."""
-    height, width = metadata["grid"]
+    grid = list(metadata["grid"])
     codebook_size = metadata["codebook_size"]
     out_type = tf.uint16 if metadata["token_dtype"] == "uint16" else tf.int32
-    num_bytes = height * width * out_type.size
+    num_bytes = math.prod(grid) * out_type.size
+    shape_text = "x".join(map(str, grid))
     spec = {"tokens": tf.io.FixedLenFeature([], tf.string),
             "label": tf.io.FixedLenFeature([], tf.int64)}
 
@@ -253,7 +296,7 @@ def _parser(metadata, path):
         lengths = tf.strings.length(features["tokens"])
         checks = [tf.debugging.assert_equal(
             lengths, num_bytes,
-            message=f"token shards in {path}: a record does not hold {height}x{width} "
+            message=f"token shards in {path}: a record does not hold {shape_text} "
                     f"{out_type.name} tokens (corrupted or mismatched shard)")]
         with tf.control_dependencies(checks):
             tokens = tf.io.decode_raw(features["tokens"], out_type, little_endian=True)
@@ -264,8 +307,8 @@ def _parser(metadata, path):
                   tf.debugging.assert_non_negative(
             tokens, message=f"token shards in {path}: negative token id")]
         with tf.control_dependencies(checks):
-            tokens = tf.reshape(tokens, [-1, height, width])
-        tokens.set_shape([serialized.shape[0], height, width])  # Keep a static batch size.
+            tokens = tf.reshape(tokens, [-1, *grid])
+        tokens.set_shape([serialized.shape[0], *grid])  # Keep a static batch size.
         return {"tokens": tokens, "label": tf.cast(features["label"], tf.int32)}
 
     return parse
@@ -287,7 +330,7 @@ def token_dataset(path, batch_size, shuffle=True, repeat=True, seed=0,
                   expected_codebook_size=None, expected_grid=None, cache=True,
                   drop_remainder=True, shuffle_buffer=50_000, input_context=None,
                   skip_examples=0):
-    """tf.data of {"tokens": int32 [B, h, w], "label": int32 [B]} from a shard directory.
+    """tf.data of {"tokens": int32 [B, *grid], "label": int32 [B]} from a shard directory.
 
     Opening validates metadata.json (keys, codebook size and grid against the expected
     ones, shard files present with their recorded sizes); record CRCs and token ranges

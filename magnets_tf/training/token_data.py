@@ -20,10 +20,19 @@ import tensorflow as tf
 from magnets_tf.data import tokenized
 
 
-class TokenShards:
-    """TFRecord token shards of tools/tokenize_dataset.py (`data.tokenized`)."""
+class TokenSource:
+    """Common part of the token sources: the layout a transformer trained on them has."""
 
-    num_condition_tokens = 0
+    def layout(self):
+        """What a transformer trained on these tokens depends on."""
+        return dict(codebook_size=self.codebook_size, num_classes=self.num_classes,
+                    grid=list(self.grid), num_condition_tokens=self.num_condition_tokens)
+
+
+class TokenShards(TokenSource):
+    """TFRecord token shards of tools/tokenize_dataset.py (`data.tokenized`): image grids
+    [h, w] or clip grids [t, h, w]; video shards written for frame prediction carry their
+    conditioning layout (num_condition_frames, num_condition_tokens) in metadata.json."""
 
     def __init__(self, path):
         self.path = str(path)
@@ -32,6 +41,8 @@ class TokenShards:
         self.num_classes = metadata["num_classes"]
         self.grid = tuple(metadata["grid"])
         self.tokenizer_dir = metadata["tokenizer"]
+        self.num_condition_frames = metadata["num_condition_frames"]
+        self.num_condition_tokens = metadata["num_condition_tokens"]
 
     def explain_data_error(self, error):
         """A TokenShardError naming the damaged shard behind a read `error`, or None."""
@@ -44,7 +55,7 @@ class TokenShards:
             skip_examples=skip_examples)
 
 
-class TokenArrays:
+class TokenArrays(TokenSource):
     """Token examples held in memory, e.g. encoded video clips for frame prediction.
 
     tokens: int [M, *grid] (a clip's tokens flattened time-major: the first
@@ -53,6 +64,7 @@ class TokenArrays:
     """
 
     tokenizer_dir = ""
+    num_condition_frames = 0
 
     def __init__(self, tokens, class_ids, codebook_size, num_classes,
                  num_condition_tokens=0):
@@ -68,9 +80,10 @@ class TokenArrays:
         if tokens.min() < 0 or tokens.max() >= int(codebook_size):
             raise ValueError(f"token ids in [{tokens.min()}, {tokens.max()}] outside "
                              f"[0, codebook_size={codebook_size})")
-        if class_ids.min() < 0 or (num_classes and class_ids.max() >= int(num_classes)):
+        if class_ids.min() < 0 or class_ids.max() >= max(int(num_classes), 1):
             raise ValueError(f"class ids in [{class_ids.min()}, {class_ids.max()}] outside "
-                             f"[0, num_classes={num_classes})")
+                             f"[0, num_classes={num_classes})" + (
+                                 "" if num_classes else ": class-agnostic tokens need 0"))
         self.grid = tuple(tokens.shape[1:])
         if not 0 <= int(num_condition_tokens) < math.prod(self.grid):
             raise ValueError(f"num_condition_tokens={num_condition_tokens} must be in "

@@ -223,3 +223,92 @@ def test_skip_examples_resumes_the_same_stream(tmp_path):
     assert not np.array_equal(full[:30], full[30:60])
     key = lambda t: sorted(map(bytes, t.astype(np.int32)))
     assert key(full[:30]) == key(full[30:60])
+
+
+VIDEO_GRID = (3, 2, 4)  # [t, h, w]
+
+
+def _video_metadata(**layout):
+    return dict(codebook_size=64, grid=list(VIDEO_GRID), num_classes=5, tokenizer="/models/v",
+                **layout)
+
+
+def test_video_shards_round_trip_tokens_labels_and_layout(tmp_path):
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(0, 64, size=(21, *VIDEO_GRID))
+    labels = rng.integers(0, 5, size=21)
+    path = str(tmp_path / "clips")
+    layout = dict(num_condition_frames=5, num_condition_tokens=16)  # 2 latent frames of 8
+    written = tokenized.write_token_shards(
+        path, [(tokens[:10], labels[:10]), (tokens[10:], labels[10:])],
+        _video_metadata(**layout), num_shards=2)
+    assert written["grid"] == [3, 2, 4] and written["num_examples"] == 21
+    meta = tokenized.verify_token_shards(path, expected_codebook_size=64,
+                                         expected_grid=VIDEO_GRID)
+    assert (meta["num_condition_frames"], meta["num_condition_tokens"]) == (5, 16)
+    assert [s["num_examples"] for s in meta["shards"]] == [11, 10]
+    # Each record holds 3*2*4 uint16 tokens: the shard sizes follow from the counts.
+    ds = tokenized.token_dataset(path, 21, shuffle=False, repeat=False,
+                                 expected_grid=VIDEO_GRID, drop_remainder=False)
+    batch = next(iter(ds))
+    assert batch["tokens"].shape == (21, 3, 2, 4)
+    key = lambda t, l: sorted(zip(l.tolist(), map(bytes, t.astype(np.int32))))
+    assert key(batch["tokens"].numpy(), batch["label"].numpy()) == key(tokens, labels)
+    # Generation shards (no layout given) record 0 and 0.
+    generation = tokenized.write_token_shards(str(tmp_path / "gen"), [(tokens, labels)],
+                                              _video_metadata(), num_shards=1)
+    assert (generation["num_condition_frames"], generation["num_condition_tokens"]) == (0, 0)
+
+
+@pytest.mark.parametrize("layout, message", [
+    (dict(num_condition_frames=4, num_condition_tokens=0), "must both be 0"),
+    (dict(num_condition_frames=0, num_condition_tokens=8), "must both be 0"),
+    (dict(num_condition_frames=4, num_condition_tokens=12), "whole latent frames"),
+    (dict(num_condition_frames=4, num_condition_tokens=24), "fewer than t\\*h\\*w"),
+    (dict(num_condition_frames=-1, num_condition_tokens=-8), "must both be 0"),
+    (dict(num_condition_frames="two", num_condition_tokens=8), "must be integers"),
+])
+def test_bad_conditioning_layout_is_refused(tmp_path, layout, message):
+    tokens = np.zeros((2, *VIDEO_GRID), np.int32)
+    with pytest.raises(ValueError, match=message):
+        tokenized.write_token_shards(str(tmp_path / "x"), [(tokens, [0, 1])],
+                                     _video_metadata(**layout), num_shards=1)
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_condition_layout_needs_a_video_grid_and_damaged_metadata_names_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"\[t, h, w\] token grid.*\[4, 5\]"):
+        tokenized.write_token_shards(
+            str(tmp_path / "x"), [(np.zeros((1, *GRID), np.int32), [0])],
+            dict(_metadata(), num_condition_frames=1, num_condition_tokens=5), num_shards=1)
+    with pytest.raises(ValueError, match=r"grid=\[1, 2, 3, 4\] a positive \[h, w\]"):
+        tokenized.write_token_shards(str(tmp_path / "x"), [], dict(_metadata(),
+                                                                   grid=[1, 2, 3, 4]), 1)
+    path = str(tmp_path / "clips")
+    tokenized.write_token_shards(path, [(np.zeros((2, *VIDEO_GRID), np.int32), [0, 1])],
+                                 _video_metadata(num_condition_frames=4,
+                                                 num_condition_tokens=8), num_shards=1)
+    meta_path = os.path.join(path, "metadata.json")
+    meta = json.load(open(meta_path))
+    json.dump(dict(meta, num_condition_tokens=12), open(meta_path, "w"))
+    with pytest.raises(tokenized.TokenShardError,
+                       match=f"{meta_path}: bad metadata: num_condition_tokens=12 must be "
+                             f"whole latent frames"):
+        tokenized.verify_token_shards(path)
+    # A [t, h, w] record read against another grid names the mismatch.
+    json.dump(dict(meta, grid=[3, 2, 2]), open(meta_path, "w"))
+    with pytest.raises(tokenized.TokenShardError, match=r"\[3, 2, 2\] token grid but"):
+        tokenized.read_metadata(path, expected_grid=VIDEO_GRID)
+    with pytest.raises(tokenized.TokenShardError, match="does not hold 3x2x2 uint16 tokens"):
+        tokenized.verify_token_shards(path)
+
+
+def test_class_agnostic_shards_need_label_zero(tmp_path):
+    tokens = np.zeros((2, *VIDEO_GRID), np.int32)
+    with pytest.raises(ValueError, match="num_classes=0 \\(class-agnostic\\) needs every "
+                                         "label 0"):
+        tokenized.write_token_shards(str(tmp_path / "x"), [(tokens, [0, 3])],
+                                     dict(_video_metadata(), num_classes=0), num_shards=1)
+    meta = tokenized.write_token_shards(str(tmp_path / "y"), [(tokens, [0, 0])],
+                                        dict(_video_metadata(), num_classes=0), num_shards=1)
+    assert meta["num_classes"] == 0

@@ -91,3 +91,17 @@ def test_token_shards_describe_and_serve_their_data(tmp_path):
     assert _labels(source.dataset(4, seed=1, skip_examples=8), 2) == stream[8:16]
     with pytest.raises(tokenized.TokenShardError, match="does not exist"):
         TokenShards(tmp_path / "none")
+
+
+def test_video_shards_give_their_grid_and_conditioning_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    tokenized.write_token_shards(
+        str(tmp_path / "clips"), [(rng.integers(0, 16, (6, 2, 2, 3)), np.arange(6) % 3)],
+        dict(codebook_size=16, grid=[2, 2, 3], num_classes=3, tokenizer="tok",
+             num_condition_frames=2, num_condition_tokens=6), num_shards=1)
+    source = TokenShards(tmp_path / "clips")
+    assert source.grid == (2, 2, 3)
+    assert (source.num_condition_frames, source.num_condition_tokens) == (2, 6)
+    assert source.layout() == dict(codebook_size=16, num_classes=3, grid=[2, 2, 3],
+                                   num_condition_tokens=6)
+    assert next(iter(source.dataset(4, seed=0)))["tokens"].shape == (4, 2, 2, 3)
