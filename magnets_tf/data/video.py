@@ -303,6 +303,29 @@ def condition_frames(num_condition_tokens, video_shape, grid_shape):
     return latent_frames * (frames // t)
 
 
+def condition_token_count(condition_frames, video_shape, grid_shape):
+    """Tokens that condition frame prediction from a clip's first `condition_frames` frames.
+
+    They are the latent frames covering those frames: ceil(condition_frames / (T/t)) of
+    them, h*w tokens each, encoded with the later frames hidden
+    (`hold_last_condition_frame`). A count that is not a multiple of the temporal factor is
+    allowed on purpose: Kinetics-600's 5 condition frames of 16, with a 4x temporal
+    tokenizer, are 2 of 4 latent frames (512 of 1024 tokens, the paper's count) whose
+    frames 5-7 are frame 4 repeated, so no future frame is seen. ValueError unless
+    0 < condition_frames and at least one latent frame is left to generate.
+    """
+    frames, (t, h, w) = int(video_shape[0]), (int(d) for d in grid_shape)
+    if frames % t:
+        raise ValueError(f"{frames}-frame clips do not divide into {t} latent frames")
+    factor = frames // t
+    latent_frames = -(-int(condition_frames) // factor)
+    if int(condition_frames) <= 0 or latent_frames >= t:
+        raise ValueError(f"condition_frames={condition_frames} must be positive and leave at "
+                         f"least one of the {t} latent frames ({factor} frames each) of the "
+                         f"{frames}-frame clips to predict: at most {(t - 1) * factor}")
+    return latent_frames * h * w
+
+
 def hold_last_condition_frame(clips, condition_frames):
     """Clips whose frames after the condition are the last condition frame repeated.
 

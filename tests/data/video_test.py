@@ -174,3 +174,16 @@ def test_condition_frames_are_whole_latent_frames():
         video.condition_frames(20, (16, 8, 8, 1), (4, 4, 4))
     with pytest.raises(ValueError, match="whole latent frames"):
         video.condition_frames(64, (16, 8, 8, 1), (4, 4, 4))
+
+
+def test_condition_token_count_covers_the_condition_frames():
+    # 16 frames -> 4 latent frames of 16x16: K600's 5 frames need latent frames 0 and 1.
+    assert video.condition_token_count(5, (16, 128, 128, 3), (4, 16, 16)) == 512
+    assert video.condition_token_count(4, (16, 128, 128, 3), (4, 16, 16)) == 256
+    assert video.condition_token_count(12, (16, 64, 64, 1), (4, 8, 8)) == 192
+    for frames in (0, -2, 13, 16):
+        with pytest.raises(ValueError, match="must be positive and leave at least one of "
+                                             "the 4 latent frames"):
+            video.condition_token_count(frames, (16, 128, 128, 3), (4, 16, 16))
+    with pytest.raises(ValueError, match="do not divide"):
+        video.condition_token_count(2, (15, 8, 8, 1), (4, 2, 2))
