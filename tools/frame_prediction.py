@@ -1,15 +1,26 @@
-r"""Moving MNIST frame prediction: train a tiny nested transformer on 3D-tokenizer tokens,
-then compare MaGNeTS (the plan flags, by default the paper's schedule with cache) with the
-full model without cache, same weights: per-frame MSE/PSNR, FVD (named features) and
-measured decode time.
+r"""Moving MNIST frame prediction: compare MaGNeTS (the plan flags, by default the paper's
+schedule with cache) with the full model without cache, same weights: per-frame MSE/PSNR,
+FVD (named features) and measured decode time.
+
+Evaluate a model trained by tools/train.py on frame-prediction shards (the training path
+for every data set; gin/moving_mnist/magnets_frame_prediction.gin):
+
+nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_prediction.gin \
+    --tokenizer_dir=runs/video_tokenizer_mmnist --model_dir=runs/mmnist_fp --notrain
+
+--condition_frames must be the shards' num_condition_frames (their metadata.json). With
+--train (the default) the tool first trains on clips it generates and encodes in memory:
+the same `TransformerTask` through the same `loop.run` as tools/train.py (checkpoints,
+resume, steps_per_loop), fed from `TokenArrays` instead of shards, kept for the
+one-command Moving MNIST measurement of docs/video.md:
 
 nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_prediction.gin \
     --tokenizer_dir=runs/video_tokenizer_mmnist --model_dir=runs/frame_prediction
 
-Writes metrics.json, predictions.png, the transformer weights and TensorBoard summaries
-into --model_dir; prints one summary line per decode plan. --stop_at_step /
---max_wall_minutes end a training leg early with a checkpoint and no evaluation (re-run
-the same command to continue).
+Writes metrics.json and predictions.png (with --train also the transformer weights and
+TensorBoard summaries) into --model_dir; prints one summary line per decode plan.
+--stop_at_step / --max_wall_minutes end a training leg early with a checkpoint and no
+evaluation (re-run the same command to continue).
 """
 import os
 
@@ -45,7 +56,8 @@ flags.DEFINE_integer("fvd_frame_stride", 2, "FVD on every n-th predicted frame."
 flags.DEFINE_integer("timing_repeats", 3, "Timed decode passes per plan.")
 flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compile on a "
                   "loaded CPU; timing compares plans under the same setting).")
-flags.DEFINE_bool("train", True, "Train (else load the transformer from --model_dir).")
+flags.DEFINE_bool("train", True, "Train in memory first (else evaluate the transformer in "
+                  "--model_dir, e.g. one tools/train.py trained on frame-prediction shards).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per host sync (one tf.function); "
                      "summaries, images, checkpoints and the loss check run at loop "
@@ -72,12 +84,11 @@ def main():
                              f"VideoTokenizer")
     frames, height, width, _ = tokenizer.video_shape
     t, h, w = tokenizer.grid_shape
-    if FLAGS.condition_frames % tokenizer.temporal_factor or not (
-            0 < FLAGS.condition_frames < frames):
-        raise app.UsageError(f"--condition_frames={FLAGS.condition_frames} must be a multiple "
-                             f"of the tokenizer's temporal factor {tokenizer.temporal_factor} "
-                             f"in (0, {frames})")
-    condition_tokens = FLAGS.condition_frames // tokenizer.temporal_factor * h * w
+    try:  # the latent frames covering the condition frames (docs/video.md)
+        condition_tokens = video.condition_token_count(
+            FLAGS.condition_frames, tokenizer.video_shape, tokenizer.grid_shape)
+    except ValueError as e:
+        raise app.UsageError(f"--condition_frames: {e}") from None
     if FLAGS.train and not 0 < FLAGS.batch_size <= FLAGS.num_train_videos:
         raise app.UsageError(f"--batch_size={FLAGS.batch_size} must be in "
                              f"[1, --num_train_videos={FLAGS.num_train_videos}]")

@@ -4,6 +4,11 @@ python tools/train.py --gin_file=gin/fashion_mnist/magnets_tiny.gin --model_dir=
 
 Mixed precision: --dtype_policy=mixed_bfloat16 (or gin train.dtype_policy).
 
+Video: the same command on video token shards (tools/tokenize_dataset.py with a
+VideoTokenizer) trains class-conditional clip generation, or frame prediction when the
+shards record condition frames, e.g. gin/moving_mnist/magnets_frame_prediction.gin,
+gin/ucf101/magnets.gin, gin/kinetics600/magnets_frame_prediction.gin (docs/video.md).
+
 Restarting the same command resumes from the latest checkpoint in --model_dir.
 Legs: --stop_at_step=N or --max_wall_minutes=M end this process early with a checkpoint
 (exit 0), SIGTERM/SIGINT at the next loop boundary with a checkpoint (exit 128+signal);

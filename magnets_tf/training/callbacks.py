@@ -177,12 +177,18 @@ class SampleGrids(LoopCallback):
 
     Sub-model p decodes alone with `preview.preview_decoder` (the production decoder on
     a one-factor plan of `num_steps` steps; one decoder per factor, built at first use).
-    decode_fn(tokens [B, h, w]) -> images [B, H, W, C] in [0, 1] (the tokenizer); without
-    it token-id maps are shown.
+    decode_fn(tokens [B, *grid_shape]) -> images [B, H, W, C] or clips [B, T, H, W, C] in
+    [0, 1] (the tokenizer); without it token-id maps are shown.
+
+    Video (a [t, h, w] grid_shape): each PNG is a strip, one clip per row with its frames
+    left to right. real_tokens (int [S, N], the tokens of S real clips, S = len(class_ids))
+    are shown too, each real clip (its tokens decoded) in the row above the clip generated
+    for it; a frame-prediction transformer's samples continue their real clip's first
+    `num_condition_tokens` tokens, which it needs.
     """
 
     def __init__(self, transformer, writer, every, out_dir, factors, class_ids, grid_shape,
-                 num_steps=8, decode_fn=None, seed=0):
+                 num_steps=8, decode_fn=None, seed=0, real_tokens=None):
         super().__init__()
         self.transformer = transformer
         self.grid_shape = tuple(grid_shape)
@@ -194,7 +200,18 @@ class SampleGrids(LoopCallback):
         self.num_steps = int(num_steps)
         self.decode_fn = decode_fn
         self.seed = int(seed)
+        self.real_tokens = None
+        if real_tokens is not None:
+            self.real_tokens = np.asarray(real_tokens, np.int32).reshape(
+                len(self.class_ids), -1)
+        if transformer.num_condition_tokens and self.real_tokens is None:
+            raise ValueError(f"previews of a transformer with {transformer.num_condition_tokens}"
+                             f" condition tokens need real_tokens to take them from")
         self._decoders = {}
+
+    @property
+    def video(self):
+        return len(self.grid_shape) == 3
 
     def on_loop_end(self, step, logs):
         if self.due(step, self.every):
@@ -205,23 +222,38 @@ class SampleGrids(LoopCallback):
         if factor not in self._decoders:
             self._decoders[factor] = preview.preview_decoder(
                 self.transformer, factor, len(self.class_ids), self.num_steps)
-        return self._decoders[factor].generate(self.class_ids, [self.seed, 0])
+        c = self.transformer.num_condition_tokens
+        condition = self.real_tokens[:, :c] if c else None
+        return self._decoders[factor].generate(self.class_ids, [self.seed, 0],
+                                               condition_tokens=condition)
+
+    def pictures(self, tokens):
+        """(images [B, H, W, C] or clips [B, T, H, W, C], tag prefix) of grid tokens."""
+        tokens = np.asarray(tokens).reshape(-1, *self.grid_shape)
+        if self.decode_fn is not None:
+            return np.asarray(self.decode_fn(tokens)), "samples"
+        codebook = self.transformer.codebook_size
+        if not self.video:
+            return images_lib.token_images(tokens, codebook), "sample_tokens"
+        maps = images_lib.token_images(tokens.reshape(-1, *self.grid_shape[1:]), codebook)
+        return maps.reshape(len(tokens), self.grid_shape[0], *maps.shape[1:]), "sample_tokens"
 
     def write(self, step):
-        grid_shape = self.grid_shape
+        real = None
+        if self.video and self.real_tokens is not None:
+            real = images_lib.to_uint8(self.pictures(self.real_tokens)[0])
         for factor in self.factors:
-            tokens = self.sample(factor)
-            if self.decode_fn is not None:
-                images = np.asarray(self.decode_fn(tokens.reshape(-1, *grid_shape)))
-                tag = f"samples/p{factor}"
+            pictures, prefix = self.pictures(self.sample(factor))
+            if self.video:
+                pictures = images_lib.to_uint8(pictures)
+                if real is not None:  # rows: real clip i, then the clip generated for it
+                    pictures = np.stack([real, pictures], axis=1).reshape(
+                        -1, *pictures.shape[1:])
+                grid = images_lib.clip_grid(pictures, gap=1)
             else:
-                images = images_lib.token_images(tokens.reshape(-1, *grid_shape),
-                                                 self.transformer.codebook_size)
-                tag = f"sample_tokens/p{factor}"
-            grid = images_lib.image_grid(images, gap=1)
+                grid = images_lib.image_grid(pictures, gap=1)
             with self.writer.as_default(step=step):
-                tf.summary.image(tag, grid[None], step=step)
+                tf.summary.image(f"{prefix}/p{factor}", grid[None], step=step)
             images_lib.write_png(os.path.join(self.out_dir, f"step{step:08d}_p{factor}.png"),
                                  grid)
         self.writer.flush()
-

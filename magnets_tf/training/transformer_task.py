@@ -4,8 +4,10 @@
 vocabulary, grid, condition tokens), the optimizer of `make_optimizer` and the
 `NestedMaskGitTrainer` whose `train_step` is paper eq. 3 (masks and dropout are functions
 of (seed, step)). It exports the transformer (`models.saving`) at every checkpoint and
-can show sample grids of every nested sub-model. Image generation (token shards) and
-frame prediction (clip tokens with condition frames) are both this task.
+can show sample grids of every nested sub-model. Image generation, class-conditional
+video generation and frame prediction are all this task: the token source's grid ([h, w]
+or [t, h, w]) and num_condition_tokens (video shards record theirs) decide which.
+Video previews are strips of real clips and the clips generated for (or continuing) them.
 """
 import math
 import os
@@ -26,7 +28,8 @@ DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _tokenizer_decode_fn(tokenizer_dir):
-    """decode(tokens [B, h, w]) -> images with the tokenizer of the shards, if loadable."""
+    """decode(tokens [B, *grid]) -> images or clips with the tokenizer of the shards, if
+    loadable."""
     if not tokenizer_dir or not os.path.isdir(tokenizer_dir):
         logging.info("no tokenizer at %r: sample previews show token maps", tokenizer_dir)
         return None
@@ -69,6 +72,10 @@ class TransformerTask(loop.TrainTask):
         self.eval_batches = run_config.require_int("eval_batches", eval_batches, 1)
         if self.eval_every and eval_tokens is None:
             raise ValueError(f"eval_every={eval_every} needs held-out tokens (eval_tokens_dir)")
+        if eval_tokens is not None and eval_tokens.layout() != tokens.layout():
+            raise ValueError(f"the held-out tokens {eval_tokens.layout()} do not match the "
+                             f"training tokens {tokens.layout()}: tokenize both splits with "
+                             f"the same tokenizer and settings")
 
     def build(self, strategy, train_steps):
         self.train_steps = int(train_steps)
@@ -155,11 +162,20 @@ class TransformerTask(loop.TrainTask):
         num_classes = transformer.num_classes
         class_ids = (np.arange(self.num_samples) % num_classes if num_classes
                      else np.full(self.num_samples, transformer.null_class_id))
+        real_tokens = None
+        if len(self.tokens.grid) == 3 or transformer.num_condition_tokens:
+            # Video: real clips beside the samples (their conditions, their classes).
+            real = next(iter(self.tokens.dataset(self.num_samples, self.seed)))
+            real_tokens = real["tokens"].numpy()
+            if num_classes:
+                class_ids = real["label"].numpy()
         return [*found, callbacks_lib.SampleGrids(
             transformer, writer, self.sample_every, os.path.join(model_dir, "samples"),
             self.trainer.factors, class_ids, self.tokens.grid,
-            num_steps=min(self.sample_steps, transformer.num_tokens),
-            decode_fn=_tokenizer_decode_fn(self.tokens.tokenizer_dir), seed=self.seed)]
+            num_steps=min(self.sample_steps,
+                          transformer.num_tokens - transformer.num_condition_tokens),
+            decode_fn=_tokenizer_decode_fn(self.tokens.tokenizer_dir), seed=self.seed,
+            real_tokens=real_tokens)]
 
 
 @gin.configurable(denylist=["model_dir", "strategy", "train_steps"])
@@ -169,7 +185,9 @@ def train(model_dir, strategy, train_steps, tokens_dir=gin.REQUIRED, batch_size=
           extra_callbacks=(), dtype_policy="float32", allow_config_change=False,
           eval_tokens_dir=None, eval_every=0, eval_batch_size=64, eval_batches=2,
           stop_at_step=None, max_wall_minutes=None):
-    """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`).
+    """Trains the nested transformer on the token shards in `tokens_dir` (`loop.run`):
+    image or video shards; video shards written for frame prediction train a
+    frame-prediction transformer (their metadata's num_condition_tokens).
 
     batch_size is the global batch (split over replicas). steps_per_loop steps run per
     host sync (checkpoint_every, log_every and eval_every are rounded up to multiples of

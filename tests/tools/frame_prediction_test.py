@@ -26,10 +26,12 @@ def tokenizer_dir(tmp_path_factory):
 
 
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
-def test_condition_frames_must_match_the_temporal_factor(tokenizer_dir, tmp_path):
+def test_condition_frames_must_leave_a_latent_frame_to_predict(tokenizer_dir, tmp_path):
+    # 7 of 8 frames need all 4 latent frames (2 frames each): nothing left to predict.
     out = _run(f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={tmp_path / 'm'}",
-               "--condition_frames=3")
-    assert out.returncode != 0 and "temporal factor 2" in out.stderr
+               "--condition_frames=7")
+    assert out.returncode != 0 and "leave at least one of the 4 latent frames" in \
+        out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "m").exists()
 
 
@@ -67,3 +69,60 @@ def test_trains_and_compares_magnets_with_the_full_model(tokenizer_dir, tmp_path
     assert ours["measured_speedup_vs_full_model"] > 0 and 0 < ours["psnr_db"] < 100
     assert (model_dir / "predictions.png").exists()
     assert "exact_gflops_ratio=" in out.stdout
+
+
+_EVAL_FLAGS = ("--num_test_videos=4", "--eval_batch_size=2", "--fvd_clips=0", "--steps=4",
+               "--schedule=2:2,1:2", "--timing_repeats=1", "--jit_compile=false",
+               "--progress=false")
+
+
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
+def test_notrain_evaluates_the_transformer_in_model_dir(tokenizer_dir, tmp_path):
+    """--notrain evaluates a saved transformer (as tools/train.py leaves it) without
+    training; its condition tokens must be those of --condition_frames."""
+    from magnets_tf.models.presets import build_transformer
+    from magnets_tf.models.saving import save_transformer
+    model_dir = tmp_path / "model"
+    save_transformer(build_transformer("tiny", codebook_size=16, num_classes=10,
+                                       num_tokens=4 * 8 * 8, num_condition_tokens=64),
+                     str(model_dir))
+    # 3 condition frames are covered by 2 latent frames = 128 tokens: not this model's.
+    out = _run(f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={model_dir}", "--notrain",
+               "--condition_frames=3", *_EVAL_FLAGS)
+    assert out.returncode != 0 and "predicts from 64 condition tokens" in out.stderr
+    out = _run(f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={model_dir}", "--notrain",
+               "--condition_frames=1", *_EVAL_FLAGS)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["setting"]["condition_frames"] == 1
+    assert metrics["setting"]["condition_tokens"] == 64
+    assert not (model_dir / "checkpoints").exists()  # nothing was trained
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
+def test_tokenize_train_and_evaluate_moving_mnist_frame_prediction(tokenizer_dir, tmp_path):
+    """The documented path: tools/tokenize_dataset.py -> tools/train.py with
+    gin/moving_mnist/magnets_frame_prediction.gin -> tools/frame_prediction.py --notrain."""
+    from tests.tool_runner import ROOT
+    tokens = tmp_path / "tokens"
+    out = run_tool("tokenize_dataset", f"--tokenizer_dir={tokenizer_dir}",
+                   "--dataset=moving_mnist", "--splits=train", "--num_videos=16",
+                   "--condition_frames=2", f"--output_dir={tokens}", "--num_shards=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    model_dir = tmp_path / "model"
+    out = run_tool("train", f"--gin_file={ROOT / 'gin/moving_mnist/magnets_frame_prediction.gin'}",
+                   f"--model_dir={model_dir}", "--train_steps=2", "--noprogress",
+                   f"--gin_bindings=TOKENS_DIR='{tokens / 'train'}'",
+                   "--gin_bindings=build_transformer.num_layers=1",
+                   "--gin_bindings=train.batch_size=4", "--gin_bindings=train.sample_every=2",
+                   "--gin_bindings=train.sample_steps=2", "--gin_bindings=train.num_samples=2",
+                   "--gin_bindings=make_optimizer.warmup_steps=1", timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (model_dir / "samples" / "step00000002_p8.png").exists()
+    out = _run(f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={model_dir}", "--notrain",
+               "--condition_frames=2", *_EVAL_FLAGS)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["setting"]["condition_tokens"] == 64
+    assert metrics["magnets"]["condition_tokens_unchanged"]

@@ -176,3 +176,58 @@ def test_sigterm_checkpoints_at_the_next_boundary_and_a_second_one_aborts(tmp_pa
     assert "stopped at step" not in stderr
     assert latest_checkpoint_step(aborted) == 50
     _assert_finishes_like(command, aborted, reference, 50)
+
+
+VIDEO_GIN = ROOT / "gin" / "moving_mnist" / "magnets_frame_prediction.gin"
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_video_frame_prediction_run_matches_uninterrupted_run(tmp_path):
+    """tools/train.py on frame-prediction video shards ([2, 2, 2] grids, the first latent
+    frame given), killed mid-run and restarted, ends with the uninterrupted run's weights."""
+    rng = np.random.default_rng(0)
+    tokens_dir = str(tmp_path / "clips")
+    tokenized.write_token_shards(
+        tokens_dir, [(rng.integers(0, 16, (128, 2, 2, 2)), rng.integers(0, 10, 128))],
+        dict(codebook_size=16, grid=[2, 2, 2], num_classes=10, tokenizer="",
+             num_condition_frames=4, num_condition_tokens=4), num_shards=3)
+
+    def command(model_dir):
+        bindings = [f"TOKENS_DIR='{tokens_dir}'", "build_transformer.num_layers=1",
+                    "build_transformer.hidden_size=64", "build_transformer.num_heads=2",
+                    "build_transformer.mlp_dim=256", "build_transformer.dropout=0.1",
+                    "train.batch_size=8", "train.checkpoint_every=5", "train.log_every=5",
+                    "train.sample_every=0", "make_optimizer.warmup_steps=5"]
+        return tool_command("train", f"--gin_file={VIDEO_GIN}", f"--model_dir={model_dir}",
+                            "--train_steps=40", "--noprogress",
+                            *[f"--gin_bindings={b}" for b in bindings])
+
+    assert_resumes_after_sigkill(command, tmp_path, 40, "transformer.weights.h5", _env(),
+                                 atol=1e-6)
+    config = json.loads((tmp_path / "killed" / "transformer_config.json").read_text())
+    assert config["num_condition_tokens"] == 4 and config["num_tokens"] == 8
+
+
+TRAIN_GINS = ["moving_mnist/magnets_frame_prediction.gin",
+              "moving_mnist/magnets_class_conditional.gin", "ucf101/magnets.gin",
+              "kinetics600/magnets_frame_prediction.gin"]
+
+
+@pytest.mark.parametrize("name", TRAIN_GINS)
+def test_video_gin_files_start_with_their_command_and_parse(name):
+    import gin
+
+    from magnets_tf.gin_setup import parse_gin
+
+    path = ROOT / "gin" / name
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ") and "python tools/train.py" in first
+    assert f"--gin_file=gin/{name}" in first and "--train_steps=" in first
+    gin.clear_config()
+    try:
+        parse_gin([str(path)], [])
+        preset = gin.query_parameter("build_transformer.preset")
+        assert preset == ("L" if name.split("/")[0] != "moving_mnist" else "tiny")
+        assert gin.query_parameter("train.tokens_dir") is not None
+    finally:
+        gin.clear_config()

@@ -12,6 +12,7 @@ from magnets_tf.models import saving
 from magnets_tf.training import distribute, loop, transformer_task
 from magnets_tf.training.token_data import TokenArrays, TokenShards
 from magnets_tf.utils import event_files
+from tests.resume_helpers import StopAt
 
 
 def _train(model_dir, steps, tokens_dir, strategy=None, **kwargs):
@@ -236,3 +237,77 @@ def test_a_run_in_legs_ends_with_the_weights_of_the_uninterrupted_run(tmp_path, 
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
     assert any(not np.allclose(a.numpy(), b.numpy(), atol=1e-4)  # It trained after step 2.
                for a, b in zip(at_2.weights, legs.weights))
+
+
+def _video_shards(path, condition_tokens, examples=24):
+    """Random 2x2x2 clip tokens (codebook 16, 3 classes); condition_tokens > 0 writes the
+    frame-prediction layout (the first latent frame = 4 tokens)."""
+    rng = np.random.default_rng(0)
+    tokenized.write_token_shards(
+        str(path), [(rng.integers(0, 16, (examples, 2, 2, 2)), rng.integers(0, 3, examples))],
+        dict(codebook_size=16, grid=[2, 2, 2], num_classes=3, tokenizer="",
+             num_condition_frames=2 if condition_tokens else 0,
+             num_condition_tokens=condition_tokens), num_shards=2)
+    return str(path)
+
+
+def test_video_frame_prediction_trains_previews_and_resumes(tmp_path):
+    """A frame-prediction run on video shards, interrupted after its step-2 checkpoint,
+    resumes there and finishes; the transformer has the shards' layout and the preview
+    strip keeps each real clip's first latent frame. (Exact weights: the slow tests.)"""
+    from PIL import Image
+
+    gin.bind_parameter("build_transformer.factors", (1, 2))
+    tokens_dir = _video_shards(tmp_path / "tokens", 4)
+    model_dir = str(tmp_path / "model")
+    with pytest.raises(KeyboardInterrupt):
+        _train(model_dir, 4, tokens_dir, checkpoint_every=2, sample_every=2, num_samples=2,
+               sample_steps=2, extra_callbacks=[StopAt(3)])
+    summary = _train(model_dir, 4, tokens_dir, checkpoint_every=2)
+    assert summary["start_step"] == 2 and summary["final_step"] == 4
+    model = saving.load_transformer(model_dir)
+    assert (model.num_tokens, model.num_condition_tokens, model.num_classes) == (8, 4, 3)
+    strip = np.asarray(Image.open(os.path.join(model_dir, "samples", "step00000002_p2.png")))
+    assert strip.shape == (4 * 16 + 3, 2 * 16 + 1, 3)
+    np.testing.assert_array_equal(strip[:16, :16], strip[17:33, :16])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("condition_tokens", [4, 0])
+def test_video_shards_train_preview_and_resume(tmp_path, condition_tokens):
+    """Frame prediction (4 condition tokens) and class-conditional video generation (0)
+    from video shards through `train`: the transformer takes the shards' layout, the
+    preview is a strip of real and generated clips, and an interrupted run resumes to the
+    uninterrupted run's weights."""
+    from PIL import Image
+
+    gin.bind_parameter("build_transformer.factors", (1, 2))
+    tokens_dir = _video_shards(tmp_path / "tokens", condition_tokens)
+    reference = str(tmp_path / "reference")
+    _train(reference, 4, tokens_dir, checkpoint_every=2, sample_every=4, num_samples=2,
+           sample_steps=2)
+    model = saving.load_transformer(reference)
+    assert (model.num_tokens, model.num_condition_tokens, model.num_classes) == (
+        8, condition_tokens, 3)
+    resumed = str(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        _train(resumed, 4, tokens_dir, checkpoint_every=2, extra_callbacks=[StopAt(3)])
+    summary = _train(resumed, 4, tokens_dir, checkpoint_every=2)
+    assert summary["start_step"] == 2 and summary["final_step"] == 4
+    for a, b in zip(model.weights, saving.load_transformer(resumed).weights):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=a.path)
+    # Token maps (no tokenizer): rows real clip 0, its sample, real clip 1, its sample;
+    # columns the 2 latent frames of 2x2 tokens at 8 pixels per token; 1-pixel gaps.
+    strip = np.asarray(Image.open(os.path.join(reference, "samples", "step00000004_p1.png")))
+    assert strip.shape == (4 * 16 + 3, 2 * 16 + 1, 3)
+    same_first_frame = np.array_equal(strip[:16, :16], strip[17:33, :16])
+    if condition_tokens:  # the prediction keeps the real clip's first latent frame
+        assert same_first_frame
+    assert {"sample_tokens/p1", "sample_tokens/p2"} <= _tags(reference)
+
+
+def test_held_out_video_shards_must_match_the_training_layout(tmp_path):
+    tokens_dir = _video_shards(tmp_path / "tokens", 4)
+    other = _video_shards(tmp_path / "other", 0)
+    with pytest.raises(ValueError, match="held-out tokens .* do not match the training"):
+        _train(str(tmp_path / "model"), 2, tokens_dir, eval_tokens_dir=other, eval_every=1)
