@@ -8,10 +8,17 @@ to decode tokens to pixels. The plan comes from the flags given here, else from 
 (`make_plan.*` bindings).
 
 Video: with a 3D tokenizer (tools/train_tokenizer.py, VideoTokenizer) each PNG row is one
-clip's frames. A frame-prediction transformer (num_condition_tokens > 0) predicts the rest
-of real clips from their first frames: --condition_data=moving_mnist:test (or
-moving_fashion_mnist / opencv_clips) gives the clips; the first rows of the PNG grid are
-the real clips, then the predictions.
+clip's frames, left to right, and --output_gif=FILE also writes the clips as a looping
+animation (one grid cell per clip). A frame-prediction transformer (num_condition_tokens
+> 0) predicts the rest of real clips from their first frames: --condition_data=
+moving_mnist:test (or moving_fashion_mnist, opencv_clips, a tfds set such as
+kinetics600:test) gives the clips, --condition_frames how many of their frames are given
+(default: the whole latent frames of the condition tokens; 5 for Kinetics-600, see
+gin/kinetics600/magnets_frame_prediction.gin); each real clip's row is followed by its
+prediction. A class-agnostic transformer (num_classes 0) samples with the null class:
+--class_ids then only counts the samples (give zeros).
+
+python tools/sample.py --model_dir=runs/mmnist_fp --tokenizer_dir=runs/video_tokenizer_mmnist --condition_data=moving_mnist:test --output=runs/samples/mmnist_fp.png --output_gif=runs/samples/mmnist_fp.gif
 """
 import math
 
@@ -20,6 +27,7 @@ from absl import flags
 
 from magnets_tf import xla_cpu
 from magnets_tf.cli import app, gin_flags, model_flags, plan_flags
+from magnets_tf.data.datasets import DatasetNotFoundError
 from magnets_tf.models.saving import TRANSFORMER_CONFIG, TRANSFORMER_WEIGHTS
 from magnets_tf.utils import files
 from magnets_tf.utils import images as images_lib
@@ -38,30 +46,51 @@ flags.DEFINE_integer("seed", 0, "Decode seed.")
 flags.DEFINE_integer("cell", 8, "Pixels per token in token-map images.")
 flags.DEFINE_string("output", "samples.png", "PNG grid to write.")
 flags.DEFINE_string("condition_data", None, "dataset:split of clips whose first frames "
-                    "condition a frame-prediction model (e.g. moving_mnist:test).")
+                    "condition a frame-prediction model (e.g. moving_mnist:test, "
+                    "kinetics600:test).")
+flags.DEFINE_integer("condition_frames", None, "Frames of each --condition_data clip that "
+                     "are given (default: all frames of the latent frames the model's "
+                     "condition tokens cover).")
+flags.DEFINE_integer("frame_stride", 1, "Frame stride of --condition_data clips (opencv_clips "
+                     "and tfds sets).")
+flags.DEFINE_string("output_gif", None, "Video: also write the clips as an animated GIF.")
+flags.DEFINE_integer("gif_fps", 8, "Frames per second of --output_gif.")
 flags.DEFINE_string("output_tokens", None, "Optional .npy of the sampled tokens [S, h, w].")
 FLAGS = flags.FLAGS
 
 
-def condition_clips(spec, tokenizer, count, num_condition_tokens):
+def condition_clips(spec, tokenizer, count, num_condition_tokens, condition_frames=None,
+                    frame_stride=1):
     """(uint8 clips [count, T, H, W, C], labels, condition tokens) of `dataset:split`.
 
-    The condition tokens encode the clips with their future frames hidden."""
-    from magnets_tf.data.video import clip_arrays, clip_tokens, condition_frames
+    The condition tokens encode the clips' first `condition_frames` frames (default: the
+    whole latent frames behind num_condition_tokens) with the later frames hidden."""
+    from magnets_tf.data import video
     name, _, split = spec.partition(":")
     frames, height, width, channels = tokenizer.video_shape
-    clips, labels = clip_arrays(name, split or "test", frames, (height, width), count)
-    if len(clips) < count:
-        raise ValueError(f"--condition_data {spec!r} has {len(clips)} clips, {count} needed")
-    clips = np.asarray(clips[:count])
+    if condition_frames is None:
+        condition_frames = video.condition_frames(num_condition_tokens, tokenizer.video_shape,
+                                                  tokenizer.grid_shape)
+    else:
+        covered = video.condition_token_count(condition_frames, tokenizer.video_shape,
+                                              tokenizer.grid_shape)
+        if covered != num_condition_tokens:
+            raise ValueError(f"--condition_frames={condition_frames} are covered by {covered} "
+                             f"tokens, but the transformer takes {num_condition_tokens}")
+    data = video.video_dataset(name, split or "test", count, num_frames=frames,
+                               frame_size=(height, width), frame_stride=frame_stride,
+                               num_videos=count)
+    batch = next(iter(data), None)
+    if batch is None or len(batch["video"]) < count:
+        found = 0 if batch is None else len(batch["video"])
+        raise ValueError(f"--condition_data {spec!r} has {found} clips, {count} needed")
+    clips = batch["video"].numpy()
     if clips.shape[-1] != channels:
         raise ValueError(f"--condition_data {spec!r} has {clips.shape[-1]}-channel frames; "
                          f"the tokenizer takes {channels}")
-    frames_given = condition_frames(num_condition_tokens, tokenizer.video_shape,
-                                    tokenizer.grid_shape)
-    tokens = clip_tokens(tokenizer, clips.astype(np.float32) / 255.0, frames_given,
-                         num_condition_tokens)
-    return clips, np.asarray(labels[:count], np.int32), tokens[:, :num_condition_tokens]
+    tokens = video.clip_tokens(tokenizer, clips, condition_frames, num_condition_tokens)
+    return (images_lib.to_uint8(clips), batch["label"].numpy().astype(np.int32),
+            tokens[:, :num_condition_tokens])
 
 
 def _class_ids():
@@ -78,6 +107,10 @@ def main():
     xla_cpu.prefer_host_vector_width()  # before the first XLA compile
     class_ids = _class_ids()
     files.check_output_file(FLAGS.output, "--output")
+    if FLAGS.output_gif:
+        files.check_output_file(FLAGS.output_gif, "--output_gif")
+    if FLAGS.gif_fps <= 0:
+        raise app.UsageError(f"--gif_fps must be positive, got {FLAGS.gif_fps}")
     if FLAGS.output_tokens:
         files.check_output_file(FLAGS.output_tokens, "--output_tokens")
     gin_flags.parse_gin_flags()
@@ -85,9 +118,12 @@ def main():
     from magnets_tf.models.saving import load_tokenizer
 
     model = model_flags.transformer_from_flags(FLAGS.model_dir, seed=FLAGS.seed)
-    bad = class_ids[(class_ids < 0) | (class_ids >= model.num_classes)]
+    bad = class_ids[(class_ids < 0) | (class_ids >= max(model.num_classes, 1))]
     if bad.size:
-        raise app.UsageError(f"--class_ids {bad.tolist()} outside [0, {model.num_classes})")
+        raise app.UsageError(f"--class_ids {bad.tolist()} outside [0, {model.num_classes})"
+                             if model.num_classes else
+                             f"--class_ids {bad.tolist()}: the transformer is class-agnostic "
+                             f"(num_classes 0); give zeros, one per sample")
     plan = plan_flags.decode_plan(model)
     decode_fn = None
     if FLAGS.tokenizer_dir:
@@ -104,13 +140,22 @@ def main():
             raise app.UsageError(
                 f"the transformer predicts from {plan.num_condition_tokens} condition tokens: "
                 f"give a video --tokenizer_dir and --condition_data=dataset:split")
-        real_clips, labels, condition = condition_clips(
-            FLAGS.condition_data, decode_fn.tokenizer, class_ids.size, plan.num_condition_tokens)
-        if FLAGS["class_ids"].using_default_value:
+        try:
+            real_clips, labels, condition = condition_clips(
+                FLAGS.condition_data, decode_fn.tokenizer, class_ids.size,
+                plan.num_condition_tokens, FLAGS.condition_frames, FLAGS.frame_stride)
+        except (ValueError, DatasetNotFoundError) as e:  # their messages name the fix
+            raise app.UsageError(str(e)) from None
+        if FLAGS["class_ids"].using_default_value and model.num_classes:
             class_ids = labels  # the clips' own labels unless classes are given
-    elif FLAGS.condition_data:
-        raise app.UsageError("--condition_data needs a frame-prediction transformer "
-                             "(num_condition_tokens > 0)")
+    elif FLAGS.condition_data or FLAGS.condition_frames is not None:
+        raise app.UsageError("--condition_data and --condition_frames need a frame-prediction "
+                             "transformer (num_condition_tokens > 0)")
+    if FLAGS.output_gif and not video:
+        raise app.UsageError("--output_gif needs a video transformer and its --tokenizer_dir "
+                             "(a VideoTokenizer)")
+    if not model.num_classes:
+        class_ids = np.full_like(class_ids, model.null_class_id)
 
     print(plan.describe(), flush=True)
     batches = generation.generate_tokens(
@@ -122,8 +167,16 @@ def main():
     else:
         images = images_lib.token_images(tokens, model.codebook_size, FLAGS.cell)
     if video:
-        shown = images if real_clips is None else np.concatenate([real_clips, images])
+        shown = images  # rows: each real clip, then the clip predicted from it
+        if real_clips is not None:
+            shown = np.stack([real_clips, images], axis=1).reshape(-1, *images.shape[1:])
         grid = images_lib.clip_grid(shown, gap=2)
+        if FLAGS.output_gif:
+            columns = 2 if real_clips is not None else None
+            images_lib.write_gif(FLAGS.output_gif,
+                                 images_lib.clip_animation(shown, columns, gap=2),
+                                 fps=FLAGS.gif_fps)
+            print(f"wrote {len(shown)} clips to {FLAGS.output_gif}")
     else:
         grid = images_lib.image_grid(images, gap=2)
     images_lib.write_png(FLAGS.output, grid)

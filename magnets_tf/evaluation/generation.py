@@ -51,8 +51,8 @@ def generate_tokens(model, plan, class_ids, batch_size, seed=0, jit_compile=True
                     condition_tokens=None, progress=True, description="generate"):
     """Yields token batches (int32 [b, N]) of one sample per class id, batch by batch.
 
-    The decoder has a static batch: the last batch is padded (class 0, condition tokens
-    0) and cut back. Batch b decodes with seed (seed, b). condition_tokens: [S, C] given
+    The decoder has a static batch: the last batch is padded (copies of its last
+    sample) and cut back. Batch b decodes with seed (seed, b). condition_tokens: [S, C] given
     leading tokens per sample (frame prediction) or None.
     """
     class_ids = np.asarray(class_ids, np.int32).reshape(-1)
@@ -77,10 +77,10 @@ def generate_tokens(model, plan, class_ids, batch_size, seed=0, jit_compile=True
 
 
 def _padded(rows, size):
-    """rows with zero rows appended up to `size`."""
+    """rows with copies of the last row appended up to `size` (valid inputs whatever the
+    rows are: a class-agnostic model has no class 0)."""
     missing = size - len(rows)
-    return rows if not missing else np.concatenate(
-        [rows, np.zeros((missing, *rows.shape[1:]), rows.dtype)])
+    return rows if not missing else np.concatenate([rows, np.repeat(rows[-1:], missing, 0)])
 
 
 def generate_images(model, plan, decode_fn, n, batch_size, seed=0, jit_compile=True,

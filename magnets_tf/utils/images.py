@@ -1,4 +1,5 @@
-"""Image grids and PNG files: how samples, reconstructions and clips are shown to people."""
+"""Image grids, PNG files and GIFs: how samples, reconstructions and clips are shown to
+people."""
 import numpy as np
 
 from magnets_tf.utils import files
@@ -39,6 +40,34 @@ def clip_grid(clips, gap=0):
         raise ValueError(f"clips must be [S, T, H, W, C], got shape {clips.shape}")
     s, t = clips.shape[:2]
     return image_grid(clips.reshape(s * t, *clips.shape[2:]), columns=t, gap=gap)
+
+
+def clip_animation(clips, columns=None, gap=0):
+    """Clips [S, T, H, W, C] -> T uint8 grids [T, rows*H + ..., ...]: frame t of the
+    animation shows frame t of every clip, laid out as `image_grid` lays out S images."""
+    clips = np.asarray(clips)
+    if clips.ndim != 5 or not clips.shape[0] or not clips.shape[1]:
+        raise ValueError(f"clips must be a non-empty [S, T, H, W, C] batch, got shape "
+                         f"{clips.shape}")
+    return np.stack([image_grid(clips[:, t], columns, gap) for t in range(clips.shape[1])])
+
+
+def write_gif(path, frames, fps=8):
+    """Writes frames [T, H, W, C] (uint8 or floats in [0, 1]; C = 1 or 3) as a looping
+    animated GIF atomically; returns the path. A GIF holds 256 colours per frame:
+    grayscale is exact, colour frames are quantized by Pillow."""
+    from PIL import Image
+    pixels = to_uint8(frames)
+    if pixels.ndim != 4 or not len(pixels) or pixels.shape[-1] not in (1, 3):
+        raise ValueError(f"a GIF needs frames [T, H, W, 1|3], got shape {pixels.shape}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    pictures = [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
+
+    def save(tmp):
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
+                         duration=int(round(1000 / fps)), loop=0)
+    return files.atomic_write(path, save, suffix=".gif")
 
 
 def token_images(tokens, codebook_size, cell=8):

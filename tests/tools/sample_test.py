@@ -37,14 +37,15 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def _video_dirs(tmp_path, condition_tokens):
+def _video_dirs(tmp_path, condition_tokens, num_classes=10):
     from tests.video_helpers import tiny_video_tokenizer
     from magnets_tf.models.saving import save_tokenizer
     from magnets_tf.models.saving import save_transformer
 
     tokenizer = tiny_video_tokenizer(size=32, spatial_downsample=(True, True))
     save_tokenizer(tokenizer, str(tmp_path / "tok"))
-    model = build_transformer("tiny", codebook_size=16, num_classes=10, num_tokens=2 * 8 * 8,
+    model = build_transformer("tiny", codebook_size=16, num_classes=num_classes,
+                              num_tokens=2 * 8 * 8,
                               num_condition_tokens=condition_tokens)
     save_transformer(model, str(tmp_path / "tr"))
     return tmp_path / "tok", tmp_path / "tr", tokenizer
@@ -67,7 +68,7 @@ def test_video_frame_prediction_keeps_the_real_first_frames(tmp_path):
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (3, 2, 8, 8)
     np.testing.assert_array_equal(tokens.reshape(3, -1)[:, :64], real[:, :64])
-    # Rows: 3 real clips, then 3 predictions; columns: the 4 frames.
+    # Rows: each real clip, then its prediction; columns: the 4 frames.
     assert np.asarray(Image.open(out)).shape == (6 * 32 + 5 * 2, 4 * 32 + 3 * 2)  # clip rows
 
 
@@ -79,4 +80,27 @@ def test_video_generation_needs_condition_data_when_the_model_predicts(tmp_path)
     result = _run(f"--model_dir={tr_dir}", f"--tokenizer_dir={tok_dir}", "--steps=4",
                   "--schedule=1:4", "--cfg_last=0", "--condition_data=nothing:test",
                   f"--output={tmp_path / 'x.png'}")
-    assert result.returncode != 0 and "unknown clip set" in result.stderr
+    assert result.returncode != 0 and "unknown video data set 'nothing'" in result.stderr
+
+
+def test_video_gif_beside_the_strip_and_class_agnostic_prediction(tmp_path):
+    from PIL import ImageSequence
+
+    tok_dir, tr_dir, _ = _video_dirs(tmp_path, condition_tokens=64, num_classes=0)
+    gif = tmp_path / "clips.gif"
+    common = [f"--model_dir={tr_dir}", f"--tokenizer_dir={tok_dir}",
+              "--condition_data=moving_mnist:test", "--steps=2", "--schedule=1:2",
+              "--cfg_last=0", "--nojit", f"--output={tmp_path / 'clips.png'}"]
+    result = _run(*common, "--class_ids=0,0,0", "--condition_frames=1",
+                  f"--output_gif={gif}", "--gif_fps=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote 6 clips to" in result.stdout
+    with Image.open(gif) as animation:
+        frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(animation)]
+        assert animation.info["duration"] == 250
+    # 4 frames; each a grid of 3 rows (clips) x 2 columns (real, predicted), 2px gaps.
+    assert len(frames) == 4 and frames[0].shape == (3 * 32 + 2 * 2, 2 * 32 + 2)
+    # A class-agnostic model has no classes to ask for.
+    result = _run(*common, "--class_ids=1")
+    assert result.returncode != 0 and "class-agnostic (num_classes 0); give zeros" in \
+        result.stderr

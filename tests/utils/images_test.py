@@ -53,3 +53,30 @@ def test_write_figure_writes_a_png_and_closes_the_figure(tmp_path):
     path = images.write_figure(tmp_path / "plot.png", figure)
     assert Image.open(path).format == "PNG"
     assert not plt.fignum_exists(figure.number)
+
+
+def test_clip_animation_and_gif_round_trip(tmp_path):
+    from PIL import Image, ImageSequence
+
+    rng = np.random.default_rng(0)
+    clips = rng.integers(0, 256, (3, 4, 5, 6, 1), dtype=np.uint8)  # 3 clips of 4 frames
+    frames = images.clip_animation(clips, columns=3, gap=1)
+    assert frames.shape == (4, 5, 3 * 6 + 2, 1)
+    np.testing.assert_array_equal(frames[2, :, 7:13], clips[1, 2])
+    path = images.write_gif(str(tmp_path / "clips.gif"), frames, fps=5)
+    with Image.open(path) as gif:
+        read = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)]
+        assert gif.info["duration"] == 200 and gif.info.get("loop") == 0
+    assert len(read) == 4
+    np.testing.assert_array_equal(np.stack(read), frames[..., 0])  # grayscale is exact
+    colour = images.write_gif(str(tmp_path / "rgb.gif"), rng.uniform(size=(2, 4, 4, 3)))
+    assert Image.open(colour).n_frames == 2
+    for bad, message in [(np.zeros((2, 4, 4, 2)), r"\[T, H, W, 1\|3\]"),
+                         (np.zeros((0, 4, 4, 1)), r"\[T, H, W, 1\|3\]")]:
+        with pytest.raises(ValueError, match=message):
+            images.write_gif(str(tmp_path / "bad.gif"), bad)
+    with pytest.raises(ValueError, match="fps must be positive"):
+        images.write_gif(str(tmp_path / "bad.gif"), frames, fps=0)
+    with pytest.raises(ValueError, match=r"\[S, T, H, W, C\]"):
+        images.clip_animation(clips[0])
+    assert not (tmp_path / "bad.gif").exists()
