@@ -10,7 +10,10 @@ stopped early: training_status.json) is refused unless --allow_unfinished, so a 
 is never served by mistake. The decode plan comes from the plan flags (--num_steps, --model_schedule,
 --guidance_steps, --guidance_scale, ...) and `make_plan.*` gin bindings. Video: a 3D
 --tokenizer_dir exports clip generation; a frame-prediction transformer
-(tools/frame_prediction.py) adds the `clips` input.
+(tools/train.py on frame-prediction shards, or tools/frame_prediction.py) adds the `clips`
+input, whose first --condition_frames frames are given (default: the frames its condition
+tokens cover; 5 for Kinetics-600). A class-agnostic transformer (num_classes 0) exports
+signatures without `class_ids`.
 """
 import math
 
@@ -43,6 +46,9 @@ flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests
 flags.DEFINE_bool("allow_unfinished", False, "Export a transformer or tokenizer whose "
                   "training is unfinished (a leg stopped before the run's last step), e.g. "
                   "for a preview; without it such a directory is refused.")
+flags.DEFINE_integer("condition_frames", None, "Frame prediction: frames of the `clips` input "
+                     "that are given (default: all frames of the condition tokens' latent "
+                     "frames).")
 FLAGS = flags.FLAGS
 
 
@@ -109,7 +115,7 @@ def main():
     version_dir = export_saved_model(
         transformer, tokenizer, plan, FLAGS.export_base, batch_sizes=batch_sizes,
         default_batch_size=FLAGS.default_batch_size, jit_compile=FLAGS.jit_compile,
-        warmup=FLAGS.warmup, seed=FLAGS.seed)
+        warmup=FLAGS.warmup, seed=FLAGS.seed, condition_frames=FLAGS.condition_frames)
     print(version_dir, flush=True)
 
 

@@ -22,7 +22,11 @@ every other B the suffix `_b<B>`, e.g. `serving_default_b8`):
 Video tokenizers: samples are clips, images uint8 [B, T, H, W, C] and tokens [B, t, h, w].
 A frame-prediction plan (condition tokens = whole latent frames) adds the input
 `clips` uint8 [B, T, H, W, C] to serving_default and generate_tokens: its first frames
-are encoded (later frames hidden, as in training) and kept; the rest is generated.
+are encoded (later frames hidden, as in training) and kept; the rest is generated. The
+given frames are those the condition tokens cover, or `condition_frames` when the model
+was trained on fewer (Kinetics-600: 5 frames in 2 latent frames of 4). A class-agnostic
+transformer (num_classes 0, e.g. Kinetics-600 frame prediction) has no `class_ids` input:
+every sample is decoded with the null class.
 Inputs are declared with an unknown leading dimension and checked inside the graph, so a
 wrong batch, a seed that is not an int32 pair, a class id outside [0, num_classes) or a
 code outside [0, codebook_size) fails with InvalidArgument and a message naming it, in
@@ -49,7 +53,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from magnets_tf.data.video import condition_frames
+from magnets_tf.data.video import condition_frames, condition_token_count
 from magnets_tf.decoding.decoder import Decoder
 from magnets_tf.decoding.schedule import DecodePlan
 from magnets_tf.utils import files
@@ -104,7 +108,8 @@ def batching_parameters_text(batch_sizes, batch_timeout_micros=1000, num_batch_t
     return "\n".join(lines) + "\n"
 
 
-def plan_record(plan, transformer, tokenizer, batch_sizes, default_batch_size, jit_compile):
+def plan_record(plan, transformer, tokenizer, batch_sizes, default_batch_size, jit_compile,
+                condition_frames=None):
     """JSON-able description of what the export bakes in (written to assets/plan.json)."""
     return dict(
         plan=dataclasses.asdict(plan),
@@ -116,10 +121,11 @@ def plan_record(plan, transformer, tokenizer, batch_sizes, default_batch_size, j
         signatures={name: dict(kind=kind, batch_size=b) for name, (kind, b)
                     in signature_names(batch_sizes, default_batch_size).items()},
         num_classes=transformer.num_classes,
+        class_ids_input=transformer.num_classes > 0,
         codebook_size=transformer.codebook_size,
         grid_shape=list(tokenizer.grid_shape),
         image_shape=list(_sample_shape(tokenizer)),
-        condition_frames=_condition_frames(tokenizer, plan),
+        condition_frames=_condition_frames(tokenizer, plan, condition_frames),
         transformer_config=transformer.get_config(),
         tokenizer_config=tokenizer.get_config(),
     )
@@ -134,12 +140,23 @@ def _sample_shape(tokenizer):
     return tuple(tokenizer.video_shape if _is_video(tokenizer) else tokenizer.image_shape)
 
 
-def _condition_frames(tokenizer, plan):
-    """Frames of a clip that condition a frame-prediction plan (0: generation)."""
+def _condition_frames(tokenizer, plan, frames=None):
+    """Frames of a clip that condition a frame-prediction plan (0: generation): `frames`
+    if given (checked: the plan's condition tokens must be the latent frames covering
+    them), else all frames of the latent frames the condition tokens cover."""
     if not plan.num_condition_tokens:
+        if frames:
+            raise ValueError(f"condition_frames={frames} given but the plan generates "
+                             f"without condition tokens")
         return 0
-    return condition_frames(plan.num_condition_tokens, tokenizer.video_shape,
-                            tokenizer.grid_shape)
+    if frames is None:
+        return condition_frames(plan.num_condition_tokens, tokenizer.video_shape,
+                                tokenizer.grid_shape)
+    covered = condition_token_count(frames, tokenizer.video_shape, tokenizer.grid_shape)
+    if covered != plan.num_condition_tokens:
+        raise ValueError(f"condition_frames={frames} are covered by {covered} tokens; the "
+                         f"plan has {plan.num_condition_tokens} condition tokens")
+    return int(frames)
 
 
 def _check_compatible(transformer, tokenizer, plan):
@@ -159,8 +176,6 @@ def _check_compatible(transformer, tokenizer, plan):
             raise ValueError(f"condition tokens ({plan.num_condition_tokens}) must be whole "
                              f"latent frames of a video tokenizer (frame prediction); "
                              f"image export needs num_condition_tokens=0")
-    if transformer.num_classes <= 0:
-        raise ValueError("the transformer has no classes: nothing to condition on")
 
 
 def _assert_in_range(values, limit, message):
@@ -182,16 +197,17 @@ def _static_batch(tensor, size):
 class _Endpoints:
     """Graph-building endpoint functions of one batch size (validation + model calls)."""
 
-    def __init__(self, decoder, tokenizer):
+    def __init__(self, decoder, tokenizer, condition_frames=None):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.batch_size = decoder.batch_size
         model = decoder.model
         self.num_classes = model.num_classes
+        self.null_class_id = model.null_class_id
         self.codebook_size = model.codebook_size
         self.grid_shape = tuple(tokenizer.grid_shape)
         self.image_shape = _sample_shape(tokenizer)
-        self.condition_frames = _condition_frames(tokenizer, decoder.plan)
+        self.condition_frames = _condition_frames(tokenizer, decoder.plan, condition_frames)
 
     def _check_batch(self, tensor, name):
         return tf.debugging.assert_equal(
@@ -200,14 +216,16 @@ class _Endpoints:
                     f"is for batch size {self.batch_size})")
 
     def _valid_generate_inputs(self, class_ids, seed):
-        checks = [
-            self._check_batch(class_ids, "class_ids"),
-            tf.debugging.assert_equal(
-                tf.size(seed), 2, message="seed must be an int32 pair of shape [2]"),
-            *_assert_in_range(class_ids, self.num_classes,
-                              f"class_ids must be in [0, {self.num_classes})"),
-        ]
+        """Checked (class_ids, seed); class_ids None (class-agnostic): the null class."""
+        checks = [tf.debugging.assert_equal(
+            tf.size(seed), 2, message="seed must be an int32 pair of shape [2]")]
+        if class_ids is not None:
+            checks += [self._check_batch(class_ids, "class_ids"),
+                       *_assert_in_range(class_ids, self.num_classes,
+                                         f"class_ids must be in [0, {self.num_classes})")]
         with tf.control_dependencies(checks):
+            if class_ids is None:
+                class_ids = tf.fill([self.batch_size], tf.constant(self.null_class_id))
             return _static_batch(class_ids, self.batch_size), _static_batch(seed, 2)
 
     def _tokens(self, class_ids, seed, clips=None):
@@ -273,12 +291,32 @@ class _Endpoints:
         tokens = self.tokenizer.encode(tf.cast(images, tf.float32) / 255.0)
         return {"tokens": tf.cast(tokens, tf.int32)}
 
+    @property
+    def class_agnostic(self):
+        return self.num_classes == 0
+
+    def function(self, kind):
+        """The endpoint function of `kind`, taking `input_signature(kind)`'s inputs in
+        order (a class-agnostic model's decode endpoints take no class_ids)."""
+        method = getattr(self, kind)
+        if kind not in ("serving_default", "generate_tokens") or not self.class_agnostic:
+            return method
+        if self.condition_frames:
+            def class_agnostic(seed, clips):
+                return method(None, seed, clips)
+        else:
+            def class_agnostic(seed):
+                return method(None, seed)
+        return class_agnostic
+
     def input_signature(self, kind):
         def spec(name, shape):
             return tf.TensorSpec([None, *shape], INPUT_DTYPES[name], name=name)
 
         if kind in ("serving_default", "generate_tokens"):
-            specs = [spec("class_ids", []), spec("seed", [])]
+            specs = [spec("seed", [])]
+            if not self.class_agnostic:
+                specs.insert(0, spec("class_ids", []))
             if self.condition_frames:  # frame prediction: the clips to continue
                 specs.append(spec("clips", self.image_shape))
             return specs
@@ -290,8 +328,9 @@ class _Endpoints:
         """Valid inputs of `kind` (numpy, keyed by input name) for warm-up requests."""
         b = self.batch_size
         if kind in ("serving_default", "generate_tokens"):
-            inputs = {"class_ids": (np.arange(b) % self.num_classes).astype(np.int32),
-                      "seed": np.array([0, 0], np.int32)}
+            inputs = {"seed": np.array([0, 0], np.int32)}
+            if not self.class_agnostic:
+                inputs["class_ids"] = (np.arange(b) % self.num_classes).astype(np.int32)
             if self.condition_frames:
                 inputs["clips"] = rng.integers(0, 256, [b, *self.image_shape], dtype=np.uint8)
             return inputs
@@ -340,11 +379,12 @@ def _normalize_batch_sizes(batch_sizes, default_batch_size):
 
 
 def build_archive(transformer, tokenizer, plan, batch_sizes=(1,), default_batch_size=None,
-                  jit_compile=True):
+                  jit_compile=True, condition_frames=None):
     """(ExportArchive with every signature, [(signature name, _Endpoints, kind)]).
 
     One `Decoder` (one tf.function, XLA when jit_compile) per batch size is reused by its
-    `serving_default*` and `generate_tokens*` endpoints."""
+    `serving_default*` and `generate_tokens*` endpoints. condition_frames: frames of the
+    `clips` input that are given (default: those the condition tokens cover)."""
     if not isinstance(plan, DecodePlan):
         raise TypeError(f"plan must be a DecodePlan (see make_plan), got {type(plan)}")
     _check_compatible(transformer, tokenizer, plan)
@@ -357,16 +397,18 @@ def build_archive(transformer, tokenizer, plan, batch_sizes=(1,), default_batch_
     endpoints = []
     # The default batch size first: ExportArchive aliases its first endpoint too.
     for b in [default] + [s for s in sizes if s != default]:
-        ends = _Endpoints(Decoder(transformer, plan, b, jit_compile=jit_compile), tokenizer)
+        ends = _Endpoints(Decoder(transformer, plan, b, jit_compile=jit_compile), tokenizer,
+                          condition_frames)
         for kind in SIGNATURE_KINDS:
             name = signature_name(kind, b, default)
-            archive.add_endpoint(name, getattr(ends, kind), ends.input_signature(kind))
+            archive.add_endpoint(name, ends.function(kind), ends.input_signature(kind))
             endpoints.append((name, ends, kind))
     return archive, endpoints
 
 
 def export_saved_model(transformer, tokenizer, plan, export_base, batch_sizes=(1,),
-                       default_batch_size=None, jit_compile=True, warmup=True, seed=0):
+                       default_batch_size=None, jit_compile=True, warmup=True, seed=0,
+                       condition_frames=None):
     """Writes export_base/<next version>/ (see the module docstring); returns its path.
 
     export_base is checked (writable, not a file) before the archive is built."""
@@ -375,7 +417,7 @@ def export_saved_model(transformer, tokenizer, plan, export_base, batch_sizes=(1
     files.check_writable_dir(export_base, "export_base")
     files.sweep_debris(export_base, log=print)
     archive, endpoints = build_archive(transformer, tokenizer, plan, sizes, default,
-                                       jit_compile)
+                                       jit_compile, condition_frames)
     tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{files.owner_tag()}-", dir=export_base)
     try:
         target = os.path.join(tmp, "model")
@@ -384,7 +426,8 @@ def export_saved_model(transformer, tokenizer, plan, export_base, batch_sizes=(1
         if warmup:
             requests = {name: ends.example_inputs(kind, rng) for name, ends, kind in endpoints}
             _write_warmup(os.path.join(target, WARMUP_FILE), warmup_records(requests))
-        record = plan_record(plan, transformer, tokenizer, sizes, default, jit_compile)
+        record = plan_record(plan, transformer, tokenizer, sizes, default, jit_compile,
+                             condition_frames)
         os.makedirs(os.path.join(target, "assets"), exist_ok=True)
         with open(os.path.join(target, PLAN_FILE), "w") as f:
             json.dump(record, f, indent=2)

@@ -363,3 +363,55 @@ def test_video_generation_export_and_bad_condition_layout(tmp_path):
                          guidance_steps=0)
     with pytest.raises(ValueError, match="whole latent frames"):
         saved_model.build_archive(bad_transformer, tokenizer, bad_plan)
+
+
+def test_class_agnostic_frame_prediction_exports_and_serves(tmp_path):
+    """num_classes == 0 (Kinetics-600's setting): no class_ids input, the null class is
+    decoded; the clips' first `condition_frames` frames are given (here 1 of the 2 frames
+    of the first latent frame), and the served tokens equal the in-process decoder's."""
+    from magnets_tf.data.video import clip_tokens
+    from tests.video_helpers import tiny_video_tokenizer
+    keras.utils.set_random_seed(5)
+    tokenizer = tiny_video_tokenizer()
+    transformer = build_transformer("tiny", codebook_size=16, num_classes=0, num_tokens=32,
+                                    num_condition_tokens=16)
+    plan = make_plan(32, num_condition_tokens=16, num_steps=3, model_schedule="2:1,1:2",
+                     guidance_scale=2.0, guidance_steps=1)
+    version_dir = saved_model.export_saved_model(transformer, tokenizer, plan,
+                                                 tmp_path / "base", batch_sizes=(2,),
+                                                 jit_compile=False, condition_frames=1)
+    with open(os.path.join(version_dir, saved_model.PLAN_FILE)) as f:
+        record = json.load(f)
+    assert record["num_classes"] == 0 and record["class_ids_input"] is False
+    assert record["condition_frames"] == 1
+    clips = np.random.default_rng(2).integers(0, 256, [2, 4, 8, 8, 1], dtype=np.uint8)
+    seed = np.array([1, 8], np.int32)
+    served, with_classes = _serve(version_dir, tmp_path / "serve", [
+        ("serving_default", dict(seed=seed, clips=clips)),
+        ("serving_default", dict(class_ids=np.array([0, 0], np.int32), seed=seed,
+                                 clips=clips))])
+    assert isinstance(with_classes, str) and "class_ids" in with_classes, with_classes
+    condition = clip_tokens(tokenizer, clips.astype(np.float32) / 255.0, 1, 16)[:, :16]
+    null = np.full(2, transformer.null_class_id, np.int32)
+    expected = Decoder(transformer, plan, 2, jit_compile=False).generate(
+        null, seed, condition_tokens=condition)
+    np.testing.assert_array_equal(served["tokens"].reshape(2, -1), expected)
+    assert served["images"].shape == (2, 4, 8, 8, 1)
+    # Frames the condition tokens do not cover exactly are refused.
+    with pytest.raises(ValueError, match="condition_frames=3 must be positive and leave"):
+        saved_model.build_archive(transformer, tokenizer, plan, condition_frames=3)
+
+
+def test_class_agnostic_generation_takes_only_a_seed():
+    transformer, tokenizer, _ = _video_models(condition_tokens=0)
+    agnostic = build_transformer("tiny", codebook_size=16, num_classes=0, num_tokens=32)
+    plan = make_plan(32, num_steps=3, model_schedule="2:1,1:2", guidance_steps=0)
+    _, endpoints = saved_model.build_archive(agnostic, tokenizer, plan, batch_sizes=(2,),
+                                             jit_compile=False)
+    ends = endpoints[0][1]
+    assert [s.name for s in ends.input_signature("serving_default")] == ["seed"]
+    out = ends.function("serving_default")(tf.constant([3, 4], tf.int32))
+    expected = Decoder(agnostic, plan, 2, jit_compile=False).generate(
+        np.full(2, agnostic.null_class_id, np.int32), np.array([3, 4], np.int32))
+    np.testing.assert_array_equal(out["tokens"].numpy().reshape(2, -1), expected)
+    assert ends.example_inputs("generate_tokens", np.random.default_rng(0)).keys() == {"seed"}

@@ -46,6 +46,11 @@ def main(export_dir, out_dir, *request_paths):
                 request.ParseFromString(f.read())
             signature = meta.signature_def[request.model_spec.signature_name or
                                            "serving_default"]
+            unknown = sorted(set(request.inputs) - set(signature.inputs))
+            if unknown:  # The model server refuses inputs a signature does not have.
+                print(f"RESULT {i} ERROR InvalidArgument: inputs {unknown} are not in the "
+                      f"signature's inputs {sorted(signature.inputs)}", flush=True)
+                continue
             feeds = {signature.inputs[key].name: tf.make_ndarray(proto)
                      for key, proto in request.inputs.items()}
             keys = sorted(signature.outputs)
