@@ -77,6 +77,18 @@ def _finish(workers):
     return outputs
 
 
+def _mirrored_run(tmp_path, tokens_dir, steps):
+    """One process, MirroredStrategy over two logical CPUs, the same global batch of 8:
+    the reference the clusters must match; returns its weights file."""
+    weights = tmp_path / "mirrored.npz"
+    result = subprocess.run(_command("mirrored", tmp_path / "mirrored", tokens_dir, steps,
+                                     weights),
+                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"done: step={steps} replicas=2 chief=True" in result.stdout
+    return weights
+
+
 def _weights(path):
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
@@ -121,14 +133,7 @@ def test_two_worker_processes_take_one_step_and_only_the_chief_writes(tmp_path, 
 def test_multi_worker_equals_mirrored_and_resumes_after_a_worker_is_killed(tmp_path,
                                                                           tokens_dir):
     steps = 6
-    # One process, MirroredStrategy over two logical CPUs, the same global batch of 8.
-    mirrored_weights = tmp_path / "mirrored.npz"
-    result = subprocess.run(_command("mirrored", tmp_path / "mirrored", tokens_dir, steps,
-                                     mirrored_weights),
-                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"done: step={steps} replicas=2 chief=True" in result.stdout
-    mirrored = _weights(mirrored_weights)
+    mirrored = _weights(_mirrored_run(tmp_path, tokens_dir, steps))
 
     # Two workers, uninterrupted; the non-chief is given a model_dir of its own, which it
     # must leave untouched.
@@ -179,11 +184,7 @@ def test_a_sigterm_to_one_worker_stops_the_cluster_at_one_boundary(tmp_path, tok
     normally and worker 1 exits 143; the restarted cluster ends with the weights of the
     one-process mirrored run."""
     steps = 6
-    mirrored_weights = tmp_path / "mirrored.npz"
-    result = subprocess.run(_command("mirrored", tmp_path / "mirrored", tokens_dir, steps,
-                                     mirrored_weights),
-                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    mirrored_weights = _mirrored_run(tmp_path, tokens_dir, steps)
 
     shared = tmp_path / "shared"
     workers = _start_workers(tmp_path, [shared, shared], tokens_dir, steps, "signalled",
