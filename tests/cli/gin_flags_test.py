@@ -1,17 +1,9 @@
 """--gin_file / --gin_bindings: parsed through gin_setup; bad input is a usage error."""
-import gin
 import pytest
 from absl import app, flags
 
 from magnets_tf.cli import gin_flags
 from magnets_tf.decoding.schedule import make_plan
-
-
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def _flags(*argv):

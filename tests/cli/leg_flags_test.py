@@ -8,13 +8,6 @@ from magnets_tf.cli import gin_flags, leg_flags
 from magnets_tf.training import transformer_task  # noqa: F401 (registers gin `train`)
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 def _flags(*argv):
     values = flags.FlagValues()
     leg_flags.define_leg_flags("train", values)

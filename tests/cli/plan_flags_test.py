@@ -7,13 +7,6 @@ from magnets_tf.cli import plan_flags
 from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE, make_plan
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 def _flags(*argv, **defaults):
     values = flags.FlagValues()
     plan_flags.define_plan_flags(flag_values=values, **defaults)
