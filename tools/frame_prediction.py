@@ -17,8 +17,11 @@ one-command Moving MNIST measurement of docs/video.md:
 nice -n 10 python tools/frame_prediction.py --gin_file=gin/moving_mnist/frame_prediction.gin \
     --tokenizer_dir=runs/video_tokenizer_mmnist --model_dir=runs/frame_prediction
 
-Writes metrics.json and predictions.png (with --train also the transformer weights and
-TensorBoard summaries) into --model_dir; prints one summary line per decode plan.
+Writes metrics.json and predictions.png into --output_dir (default --model_dir; with
+--train the transformer weights and TensorBoard summaries go to --model_dir); prints one
+summary line per decode plan. With a guided plan (--guidance_scale, --guidance_steps;
+guidance on the condition frames, MAGVIT-style), --compare_unguided also decodes both
+plans without guidance, all four timed interleaved in one run.
 --stop_at_step / --max_wall_minutes end a training leg early with a checkpoint and no
 evaluation (re-run the same command to continue).
 """
@@ -58,6 +61,11 @@ flags.DEFINE_bool("jit_compile", True, "XLA-compile the decoders (slow to compil
                   "loaded CPU; timing compares plans under the same setting).")
 flags.DEFINE_bool("train", True, "Train in memory first (else evaluate the transformer in "
                   "--model_dir, e.g. one tools/train.py trained on frame-prediction shards).")
+flags.DEFINE_bool("compare_unguided", False, "Also decode both plans without guidance "
+                  "(guidance_scale 0), timed in the same run: what guidance on the condition "
+                  "frames adds. Needs a guided plan (--guidance_scale > 0).")
+flags.DEFINE_string("output_dir", None, "Where metrics.json and predictions.png go "
+                    "(default: --model_dir).")
 flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per host sync (one tf.function); "
                      "summaries, images, checkpoints and the loss check run at loop "
@@ -92,8 +100,14 @@ def main():
     if FLAGS.train and not 0 < FLAGS.batch_size <= FLAGS.num_train_videos:
         raise app.UsageError(f"--batch_size={FLAGS.batch_size} must be in "
                              f"[1, --num_train_videos={FLAGS.num_train_videos}]")
+    if FLAGS.compare_unguided and not (plan_flags.plan_setting("guidance_scale") > 0
+                                       and plan_flags.plan_setting("guidance_steps") > 0):
+        raise app.UsageError("--compare_unguided needs a guided plan: set "
+                             "--guidance_scale > 0 and --guidance_steps > 0")
+    output_dir = FLAGS.output_dir or FLAGS.model_dir
     # After the usage checks (a refused run leaves nothing), before any work.
     files.check_writable_dir(FLAGS.model_dir, "--model_dir")
+    files.check_writable_dir(output_dir, "--output_dir")
 
     if FLAGS.train:
         videos, labels = moving_mnist_arrays(FLAGS.dataset, "train", FLAGS.num_train_videos,
@@ -119,6 +133,10 @@ def main():
                                             frames, (height, width), seed=0)
     magnets = plan_flags.decode_plan(model)
     plans = {"magnets": magnets, "full_model_no_cache": flops.uncached_baseline_plan(magnets)}
+    if FLAGS.compare_unguided:
+        unguided = plan_flags.decode_plan(model, guidance_scale=0.0, guidance_steps=0)
+        plans.update(magnets_unguided=unguided,
+                     full_model_no_cache_unguided=flops.uncached_baseline_plan(unguided))
     network = None
     if FLAGS.fvd_clips:
         network = InceptionFrameFeatures()
@@ -127,26 +145,28 @@ def main():
         FLAGS.eval_batch_size, FLAGS.condition_frames, fvd_network=network,
         repeats=FLAGS.timing_repeats, fvd_max_clips=FLAGS.fvd_clips,
         fvd_frame_stride=FLAGS.fvd_frame_stride, jit_compile=FLAGS.jit_compile)
-    base = results["full_model_no_cache"]["decode_seconds_median"]
-    results["magnets"]["measured_speedup_vs_full_model"] = base / results["magnets"][
-        "decode_seconds_median"]
     for name, plan in plans.items():  # per clip; condition tokens are never processed
         results[name].update(generation.plan_gflops(model, plan))
-    results["magnets"]["exact_gflops_ratio_vs_full_model"] = (
-        results["full_model_no_cache"]["gflops_exact"] / results["magnets"]["gflops_exact"])
+    for suffix in ("", "_unguided") if FLAGS.compare_unguided else ("",):
+        fast, full = results["magnets" + suffix], results["full_model_no_cache" + suffix]
+        fast["measured_speedup_vs_full_model"] = (full["decode_seconds_median"]
+                                                  / fast["decode_seconds_median"])
+        fast["exact_gflops_ratio_vs_full_model"] = full["gflops_exact"] / fast["gflops_exact"]
+    for name, plan in plans.items():
+        results[name].update(guidance_scale=plan.guidance_scale,
+                             guidance_steps=plan.guidance_steps, uncond_input=plan.uncond_input)
     results["setting"] = dict(
         dataset=FLAGS.dataset, clip=list(tokenizer.video_shape), token_grid=[t, h, w],
         condition_frames=FLAGS.condition_frames, condition_tokens=condition_tokens,
         generated_tokens=t * h * w - condition_tokens, steps=magnets.num_steps,
         transformer=model.get_config(), num_test_clips=len(test),
         decoder_jit_compile=FLAGS.jit_compile)
-    path = os.path.join(FLAGS.model_dir, "metrics.json")
+    path = os.path.join(output_dir, "metrics.json")
     files.write_json(path, results, default=str)
     rows = []
-    for i in range(4):
-        rows += [test[i].astype(np.float32) / 255.0, decoded["magnets"][i],
-                 decoded["full_model_no_cache"][i]]
-    images_lib.write_png(os.path.join(FLAGS.model_dir, "predictions.png"),
+    for i in range(4):  # per clip: the real one, then each plan's prediction
+        rows += [test[i].astype(np.float32) / 255.0, *(decoded[name][i] for name in plans)]
+    images_lib.write_png(os.path.join(output_dir, "predictions.png"),
                          images_lib.clip_grid(np.stack(rows)))
     for name in plans:
         r = results[name]
@@ -155,9 +175,11 @@ def main():
               f"fvd={fvd.get('fvd', float('nan')):.2f} ({fvd.get('features', '-')}, "
               f"n={fvd.get('n_generated', 0)}) decode_s={r['decode_seconds_median']:.3f} "
               f"gflops_exact={r['gflops_exact']:.3f}")
-    print(f"speedup={results['magnets']['measured_speedup_vs_full_model']:.2f} "
-          f"exact_gflops_ratio={results['magnets']['exact_gflops_ratio_vs_full_model']:.2f} "
-          f"copy_last_frame_psnr_db={results['copy_last_condition_frame']['psnr_db']:.2f} "
+    for name in ("magnets", "magnets_unguided"):
+        if name in results:
+            print(f"{name}: speedup={results[name]['measured_speedup_vs_full_model']:.2f} "
+                  f"exact_gflops_ratio={results[name]['exact_gflops_ratio_vs_full_model']:.2f}")
+    print(f"copy_last_frame_psnr_db={results['copy_last_condition_frame']['psnr_db']:.2f} "
           f"tokenizer_psnr_db={results['tokenizer_reconstruction']['psnr_db']:.2f}")
 
 

@@ -99,6 +99,38 @@ def test_notrain_evaluates_the_transformer_in_model_dir(tokenizer_dir, tmp_path)
     assert not (model_dir / "checkpoints").exists()  # nothing was trained
 
 
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
+def test_compare_unguided_decodes_four_plans_into_output_dir(tokenizer_dir, tmp_path):
+    from magnets_tf.models.presets import build_transformer
+    from magnets_tf.models.saving import save_transformer
+    model_dir, out_dir = tmp_path / "model", tmp_path / "eval"
+    save_transformer(build_transformer("tiny", codebook_size=16, num_classes=10,
+                                       num_tokens=4 * 8 * 8, num_condition_tokens=64),
+                     str(model_dir))
+    common = (f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={model_dir}", "--notrain",
+              "--condition_frames=1", f"--output_dir={out_dir}", "--compare_unguided",
+              *_EVAL_FLAGS)
+    out = _run(*common)  # no guidance in the plan: nothing to compare
+    assert out.returncode != 0 and "--compare_unguided needs a guided plan" in out.stderr
+    assert not out_dir.exists()
+    out = _run(*common, "--guidance_scale=3", "--guidance_steps=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert not (model_dir / "metrics.json").exists()
+    guided, unguided = metrics["magnets"], metrics["magnets_unguided"]
+    assert (guided["guidance_scale"], guided["guidance_steps"]) == (3.0, 2)
+    assert (unguided["guidance_scale"], unguided["guidance_steps"]) == (0.0, 0)
+    assert guided["uncond_input"] == "masked_condition"
+    assert metrics["full_model_no_cache_unguided"]["guidance_scale"] == 0.0
+    # Guidance runs a second (unconditional) pass on its steps: more GFLOPs, other tokens.
+    assert guided["gflops_exact"] > unguided["gflops_exact"]
+    assert unguided["exact_gflops_ratio_vs_full_model"] > 1
+    assert unguided["measured_speedup_vs_full_model"] > 0
+    assert guided["mse"] != unguided["mse"]
+    assert (out_dir / "predictions.png").exists()
+    assert "magnets_unguided: speedup=" in out.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers not available")
 def test_tokenize_train_and_evaluate_moving_mnist_frame_prediction(tokenizer_dir, tmp_path):
