@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from magnets_tf.utils import files
+from magnets_tf.utils import images as images_lib
 
 CONFIG_FILE = "classifier_config.json"
 WEIGHTS_FILE = "classifier.weights.h5"
@@ -108,6 +109,4 @@ def _as_float(images):
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32)
+    return images_lib.to_unit_float(images)

@@ -14,30 +14,27 @@ import tqdm
 from magnets_tf.evaluation import fid
 from magnets_tf.models.vqgan import codebook_usage
 from magnets_tf.training.tokenizer_trainer import psnr_per_image
+from magnets_tf.utils import images as images_lib
 
 
 def reconstruct(tokenizer, images, batch_size, progress=True):
     """(tokens, reconstructions in [0, 1]) of uint8 or [0, 1] float images [N, H, W, C]."""
     if len(images) == 0:
         raise ValueError("no images to reconstruct")
-    run = tf.function(lambda x: (lambda t: (t, tokenizer.decode(t)))(tokenizer.encode(x)),
-                      reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def run(batch):
+        tokens = tokenizer.encode(batch)
+        return tokens, tokenizer.decode(tokens)
+
     tokens, recons = [], []
     for start in tqdm.trange(0, len(images), batch_size, desc="reconstruct", unit="batch",
                              disable=not progress, leave=False):
-        batch = as_unit_float(images[start:start + batch_size])
+        batch = images_lib.to_unit_float(images[start:start + batch_size])
         t, r = run(tf.constant(batch))
         tokens.append(np.asarray(t))
         recons.append(np.clip(np.asarray(r, np.float32), 0.0, 1.0))
     return np.concatenate(tokens), np.concatenate(recons)
-
-
-def as_unit_float(images):
-    """float32 images in [0, 1] of uint8 [0, 255] or float [0, 1] images."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32)
 
 
 def evaluate_reconstruction(tokenizer, images, extractor, reference, batch_size=100,
@@ -51,7 +48,7 @@ def evaluate_reconstruction(tokenizer, images, extractor, reference, batch_size=
     the first `keep_images` inputs over their reconstructions.
     """
     tokens, recons = reconstruct(tokenizer, images, batch_size, progress)
-    real = as_unit_float(images)
+    real = images_lib.to_unit_float(images)
     fake_features = extractor.features(recons, progress=progress,
                                        description="reconstruction features")["pool"]
     real_features = extractor.features(real, progress=progress,

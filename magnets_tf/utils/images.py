@@ -13,6 +13,14 @@ def to_uint8(images):
     return np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def to_unit_float(images):
+    """float32 images in [0, 1] of uint8 [0, 255] or float [0, 1] images (or clips)."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
+
+
 def image_grid(images, columns=None, gap=0):
     """[N, H, W, C] floats in [0, 1] or uint8 -> one uint8 grid [rows*H + (rows-1)*gap, ...].
 

@@ -80,3 +80,11 @@ def test_clip_animation_and_gif_round_trip(tmp_path):
     with pytest.raises(ValueError, match=r"\[S, T, H, W, C\]"):
         images.clip_animation(clips[0])
     assert not (tmp_path / "bad.gif").exists()
+
+
+def test_to_unit_float_scales_uint8_and_keeps_floats():
+    np.testing.assert_allclose(images.to_unit_float(np.array([0, 51, 255], np.uint8)),
+                               [0.0, 0.2, 1.0])
+    halves = np.full((2, 2), 0.5, np.float64)
+    out = images.to_unit_float(halves)
+    assert out.dtype == np.float32 and np.all(out == 0.5)
