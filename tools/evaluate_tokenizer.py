@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import flags
 
-from magnets_tf.cli import app
+from magnets_tf.cli import app, scoring_flags
 from magnets_tf.utils import files
 
 flags.DEFINE_string("tokenizer_dir", None, "Trained VQGAN folder (tools/train_tokenizer.py).",
@@ -36,10 +36,7 @@ FLAGS = flags.FLAGS
 
 
 def main():
-    parts = FLAGS.reference.split(":")
-    if len(parts) != 2 or not all(parts):
-        raise app.UsageError(f"--reference must be dataset:split, got {FLAGS.reference!r}")
-    dataset, split = parts
+    dataset, split = scoring_flags.reference()
     from magnets_tf.data.datasets import load_arrays
     from magnets_tf.evaluation import fid, reconstruction
     from magnets_tf.evaluation.inception import InceptionFeatureExtractor
@@ -69,10 +66,12 @@ def main():
     extractor = InceptionFeatureExtractor(weights_path=FLAGS.fid_weights,
                                           cache_dir=FLAGS.cache_dir,
                                           batch_size=FLAGS.batch_size)
-    reference = fid.reference_statistics(dataset, split, extractor, n=FLAGS.reference_n,
-                                         cache_dir=FLAGS.cache_dir)
+    reference = scoring_flags.reference_statistics(extractor)
+    # The whole split is the reference itself: its features are already computed.
+    whole_split = not FLAGS.num_samples and FLAGS.reference_n is None
     metrics, shown = reconstruction.evaluate_reconstruction(
-        tokenizer, chosen, extractor, reference, batch_size=FLAGS.batch_size)
+        tokenizer, chosen, extractor, reference, batch_size=FLAGS.batch_size,
+        real_features=reference["features"] if whole_split else None)
     metrics.update(reference=FLAGS.reference, tokenizer_dir=FLAGS.tokenizer_dir,
                    seed=FLAGS.seed)
     out = Path(FLAGS.output_dir)

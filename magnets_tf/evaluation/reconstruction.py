@@ -38,21 +38,23 @@ def reconstruct(tokenizer, images, batch_size, progress=True):
 
 
 def evaluate_reconstruction(tokenizer, images, extractor, reference, batch_size=100,
-                            pr_k=3, progress=True, keep_images=16):
+                            pr_k=3, progress=True, keep_images=16, real_features=None):
     """Scores the tokenizer's reconstructions of `images` against `reference` (a dict of
     `fid.reference_statistics`: mu, sigma, n, features).
 
     Returns (metrics, grid rows): metrics rfid (FID of the reconstructions), fid_real (FID
     of the same real images, what n alone costs), precision, recall, n, n_reference,
     psnr_db, psnr_of_mean_mse_db, codebook_usage, codebook_size, grid, note; grid rows are
-    the first `keep_images` inputs over their reconstructions.
+    the first `keep_images` inputs over their reconstructions. `real_features`: the
+    images' features when already known (e.g. `images` is the reference set itself).
     """
     tokens, recons = reconstruct(tokenizer, images, batch_size, progress)
     real = images_lib.to_unit_float(images)
     fake_features = extractor.features(recons, progress=progress,
                                        description="reconstruction features")["pool"]
-    real_features = extractor.features(real, progress=progress,
-                                       description="input features")["pool"]
+    if real_features is None:
+        real_features = extractor.features(real, progress=progress,
+                                           description="input features")["pool"]
 
     def distance(features):
         stats = fid.feature_statistics(features)

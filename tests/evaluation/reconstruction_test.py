@@ -63,3 +63,18 @@ def test_reconstruction_metrics_score_the_reconstructions_not_the_inputs(setting
     assert 0 < metrics["codebook_usage"] <= 1 and metrics["grid"] == [8, 8]
     assert grid.shape == (12, 28, 28, 1)
     np.testing.assert_allclose(grid[:6], real[:6])
+
+
+def test_known_input_features_are_used_instead_of_recomputed(setting):
+    tokenizer, extractor, reference, images = setting
+    features = extractor.features(images)["pool"]
+    computed, _ = reconstruction.evaluate_reconstruction(
+        tokenizer, images, extractor, reference, batch_size=32, progress=False)
+    given, _ = reconstruction.evaluate_reconstruction(
+        tokenizer, images, extractor, reference, batch_size=32, progress=False,
+        real_features=features)
+    assert given["fid_real"] == pytest.approx(computed["fid_real"], rel=1e-5)
+    shifted, _ = reconstruction.evaluate_reconstruction(
+        tokenizer, images, extractor, reference, batch_size=32, progress=False,
+        real_features=features + 1.0)
+    assert shifted["fid_real"] > computed["fid_real"] + 1.0
