@@ -4,6 +4,7 @@ For the tests of what the trainers write and scripts/check_tensorboard.py."""
 import os
 
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 
@@ -16,12 +17,20 @@ def load(run_dir):
     return accumulator.Reload()
 
 
-def scalar_steps(run_dir):
-    """{tag: [steps]} of the scalars of `run_dir` (tf.summary.scalar writes tensors)."""
+def scalar_values(run_dir):
+    """{tag: [(step, value)]} of the scalars of `run_dir` (tf.summary.scalar writes
+    tensors)."""
     accumulator = load(run_dir)
-    return {tag: [event.step for event in accumulator.Tensors(tag)]
+    return {tag: [(event.step, float(tensor_util.make_ndarray(event.tensor_proto)))
+                  for event in accumulator.Tensors(tag)]
             for tag in accumulator.Tags()["tensors"]
             if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
+
+
+def scalar_steps(run_dir):
+    """{tag: [steps]} of the scalars of `run_dir`."""
+    return {tag: [step for step, _ in values]
+            for tag, values in scalar_values(run_dir).items()}
 
 
 def plugin_tags(run_dir, plugin_name):

@@ -1,4 +1,5 @@
-"""Reading event files back: scalar steps, plugin tags, the hparams session, run dirs."""
+"""Reading event files back: scalar steps and values, plugin tags, the hparams session, run dirs."""
+import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp_api
 
@@ -19,6 +20,8 @@ def test_reads_back_what_was_written(tmp_path):
     session.close()
     assert event_files.run_dirs(tmp_path) == [".", "train"]
     assert event_files.scalar_steps(tmp_path / "train") == {"loss": [1, 5]}
+    (first, second), = event_files.scalar_values(tmp_path / "train").values()
+    assert first == (1, 1.0) and second == (5, pytest.approx(0.2))
     assert event_files.plugin_tags(tmp_path / "train", "text") == ["config/gin"]
     assert event_files.plugin_tags(tmp_path / "train", "images") == ["grid"]
     assert event_files.session_hparams(tmp_path) == (
