@@ -33,8 +33,9 @@
 # tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel),
 # the class-accuracy classifier, the headline evaluations (n=2000, class accuracy; guidance scale 2,
 # then GUIDANCE_CLASS=12 for the class-conditional pair), the findings sweeps,
-# the findings table and the measured speedup. Every step skips work already done
-# (stage markers in OUT/stages), so an interrupted run resumes where it stopped.
+# the findings table and the measured speedup (float32 and bfloat16, one run). Every step
+# skips work already done (stage markers in OUT/stages), so an interrupted run resumes
+# where it stopped.
 set -euo pipefail
 OUT=${1:-runs/reference}
 STEPS=${STEPS:-3000}
@@ -48,6 +49,11 @@ GT_ONLY=${GT_ONLY:-1}   # 0: skip the ground-truth-only twin (finding 5) and its
 # the source is never written) and train on to STEPS. The learning-rate and alpha schedules
 # then span STEPS, so at the resumed step they jump to their STEPS-long values.
 RESUME_FROM=${RESUME_FROM:-}
+# SAVE_LEG_TO=DIR: after a leg that did not finish the run, make DIR/checkpoints hold only
+# the MaGNeTS model's newest checkpoint (plus its training status, summary and TensorBoard
+# curves): small enough to commit, so a leg survives a machine reset. With the same STEPS,
+# RESUME_FROM=DIR on a fresh OUT continues the one schedule exactly where the leg stopped.
+SAVE_LEG_TO=${SAVE_LEG_TO:-}
 LEG_MINUTES=${LEG_MINUTES:-}    # end this invocation's training leg after M minutes
 STOP_AT_STEP=${STOP_AT_STEP:-}  # end it at step N (of STEPS)
 export TF_CPP_MIN_LOG_LEVEL=2
@@ -70,6 +76,16 @@ stage() {  # stage NAME COMMAND...: runs COMMAND once (logged)
   touch "$OUT/stages/$name.done"
 }
 
+carry_leg() {  # carry_leg MODEL_DIR DIR: the newest checkpoint and the leg's records to DIR
+  python -c "import sys; from magnets_tf.training import checkpoint_files as c; \
+print(c.carry_newest(sys.argv[1] + '/checkpoints', sys.argv[2] + '/checkpoints'))" "$1" "$2"
+  cp "$1/training_status.json" "$1/train_summary.json" "$1/operative_config.gin" "$2/"
+  for run in train eval; do
+    [[ -d "$1/$run" ]] && mkdir -p "$2/$run" && cp "$1/$run"/events.out.tfevents.* "$2/$run/"
+  done
+  return 0
+}
+
 finished() {  # finished MODEL_DIR: its exported model is that of the run's last step
   grep -q '"complete": true' "$1/training_status.json" 2>/dev/null
 }
@@ -84,6 +100,9 @@ if [[ -n "$RESUME_FROM" ]]; then
   fi
   if [[ ! -e "$OUT/magnets/checkpoints" ]]; then
     mkdir -p "$OUT/magnets" && cp -r "$RESUME_FROM/checkpoints" "$OUT/magnets/"
+    for run in train eval; do  # the earlier legs' TensorBoard curves, when there are any
+      [[ -d "$RESUME_FROM/$run" ]] && cp -r "$RESUME_FROM/$run" "$OUT/magnets/"
+    done
   fi
 fi
 
@@ -127,6 +146,11 @@ fi
 for name in "${MODELS[@]}"; do
   if [[ ! -e "$OUT/stages/train_$name.done" ]]; then
     echo "training leg over: $OUT/$name is not finished; run the same command again to continue"
+    if [[ -n "$SAVE_LEG_TO" && "$name" == magnets ]]; then
+      carry_leg "$OUT/magnets" "$SAVE_LEG_TO"
+      echo "carried its newest checkpoint to $SAVE_LEG_TO: on another machine continue with" \
+        "RESUME_FROM=$SAVE_LEG_TO and the same STEPS (one schedule)"
+    fi
     exit 0
   fi
 done
@@ -161,7 +185,9 @@ GT_CSV=()
 [[ "$GT_ONLY" == 1 ]] && GT_CSV=(--gt_only_csv="$OUT/sweep_gt_only/sweep.csv")
 stage findings python tools/findings_report.py --sweep_csv="$OUT/sweep/sweep.csv" \
   "${GT_CSV[@]}" --output="$OUT/findings.md"
+# The measured speedup in float32 and bfloat16, the two dtypes interleaved in one run.
 stage benchmark python tools/benchmark.py --model_dir="$OUT/magnets" --steps=12 --cfg_last=4 \
-  --batch_size=50 --repeats=5 --output_json="$OUT/benchmark.json"
+  --batch_size=50 --repeats=5 --compare_compute_dtypes=float32,bfloat16 \
+  --output_json="$OUT/benchmark.json"
 cat "$OUT/findings.md"
-tail -1 "$OUT/benchmark.log"
+tail -n 20 "$OUT/benchmark.log"

@@ -10,6 +10,7 @@ the next restore starts from the newest good one.
 import glob
 import os
 import re
+import shutil
 
 import tensorflow as tf
 
@@ -98,3 +99,27 @@ def newest_at_or_before(directory, step):
         if step_of(prefix) <= step:
             return prefix
     return None
+
+
+def carry_newest(source, destination):
+    """Makes the newest readable checkpoint of `source` the only one in `destination`.
+
+    For carrying a training leg to another machine in a small folder (e.g. committed):
+    the new files are copied in and listed before the older checkpoints of `destination`
+    are removed, so an interrupted copy never leaves it without a complete checkpoint.
+    Returns the copied prefix in `destination`; ValueError if `source` has none readable."""
+    newest = next((p for p in checkpoints(source) if readable(p) is None), None)
+    if newest is None:
+        raise ValueError(f"{source} holds no readable checkpoint to carry")
+    os.makedirs(destination, exist_ok=True)
+    older = [p for p in checkpoints(destination) if step_of(p) != step_of(newest)]
+    for path in files_of(newest):
+        partial = os.path.join(destination, os.path.basename(path) + ".partial")
+        shutil.copyfile(path, partial)
+        os.replace(partial, os.path.join(destination, os.path.basename(path)))
+    copied = os.path.join(destination, os.path.basename(newest))
+    write_state(destination, [copied])
+    for prefix in older:
+        for path in files_of(prefix):
+            os.remove(path)
+    return copied

@@ -1,6 +1,8 @@
-"""Checkpoint files: listing newest first, telling complete from truncated, setting aside."""
+"""Checkpoint files: listing newest first, telling complete from truncated, setting aside, carrying
+the newest to another folder."""
 import os
 
+import pytest
 import tensorflow as tf
 
 from magnets_tf.training import checkpoint_files
@@ -52,3 +54,26 @@ def test_a_name_set_aside_twice_gets_a_numbered_folder(tmp_path):
     _checkpoints(tmp_path, (3,))
     second = checkpoint_files.set_aside(os.path.join(directory, "ckpt-3"), "diverged")
     assert second == os.path.join(first, "1") and os.listdir(second)
+
+
+def test_carry_newest_keeps_only_the_newest_readable_checkpoint(tmp_path):
+    source = _checkpoints(tmp_path / "run", steps=(1, 2, 3))
+    _truncate(checkpoint_files.checkpoints(source)[0])  # step 3 is damaged: step 2 goes
+    carried = _checkpoints(tmp_path / "carried", steps=(1,))  # an older carried leg
+    copied = checkpoint_files.carry_newest(source, carried)
+    assert checkpoint_files.step_of(copied) == 2
+    assert [checkpoint_files.step_of(p) for p in checkpoint_files.checkpoints(carried)] == [2]
+    assert tf.train.latest_checkpoint(carried) == copied
+    variable = tf.Variable(tf.zeros([64]))
+    tf.train.Checkpoint(v=variable).restore(copied).assert_existing_objects_matched()
+    assert float(variable[0]) == 2.0
+    assert not [name for name in os.listdir(carried) if name.endswith(".partial")]
+
+
+def test_carry_newest_without_a_readable_checkpoint_leaves_the_destination(tmp_path):
+    source = _checkpoints(tmp_path / "run", steps=(1,))
+    _truncate(checkpoint_files.checkpoints(source)[0])
+    carried = _checkpoints(tmp_path / "carried", steps=(5,))
+    with pytest.raises(ValueError, match="no readable checkpoint"):
+        checkpoint_files.carry_newest(source, carried)
+    assert [checkpoint_files.step_of(p) for p in checkpoint_files.checkpoints(carried)] == [5]
