@@ -4,6 +4,9 @@
 #
 #   MINUTES=25 nohup bash scripts/pilot_runs.sh runs/pilots > runs/pilots.log 2>&1 &
 #
+# Pilots are shapes LxW (6x128, 8x192, 6x256: heads and MLP width from the throughput
+# report) or LxW-nodropout (that shape with dropout and attention dropout 0, given the
+# shape's step count: a conservative budget, since a step without dropout is cheaper).
 # Every pilot gets the same training wall time on this 2-core machine (MINUTES, at the
 # idle steps/s that tools/benchmark_training.py measured for its shape at batch 64,
 # results/benchmarks/pilot_throughput_*.json), so pilots may share the machine with
@@ -38,7 +41,7 @@ stage() {  # stage NAME COMMAND...: runs COMMAND once, appending to OUT/NAME.log
 shape() {  # shape NAME: "layers width heads mlp steps_per_second" of a pilot
   python - "$1" <<'EOF'
 import json, sys
-name = sys.argv[1]
+name = sys.argv[1].split("-")[0]  # 6x128-nodropout: the 6x128 shape without dropout
 layers, width = (int(v) for v in name.split("x"))
 report = json.load(open(f"results/benchmarks/pilot_throughput_{name}.json"))
 bindings = dict(b.split("=", 1) for b in report["gin_bindings"])
@@ -54,6 +57,12 @@ stage tokens python tools/tokenize_dataset.py --tokenizer_dir="$TOKENIZER" \
 
 for pilot in $PILOTS; do
   read -r layers width heads mlp rate < <(shape "$pilot")
+  variant=()
+  case "$pilot" in
+    *x*-nodropout) variant=(--gin_bindings="build_transformer.dropout=0.0"
+                            --gin_bindings="build_transformer.attention_dropout=0.0") ;;
+    *x*-*) echo "unknown pilot variant: $pilot (known: LxW, LxW-nodropout)" >&2; exit 2 ;;
+  esac
   steps=$(python -c "print(round($rate * 60 * $MINUTES))")
   warmup=$(( steps / 8 ))
   stage "train_$pilot" python tools/train.py --gin_file=gin/fashion_mnist/magnets_small.gin \
@@ -67,7 +76,7 @@ for pilot in $PILOTS; do
     --gin_bindings="make_optimizer.warmup_steps=$warmup" \
     --gin_bindings="train.batch_size=$BATCH" --gin_bindings="train.eval_every=$steps" \
     --gin_bindings="train.eval_batches=16" --gin_bindings="train.checkpoint_every=$steps" \
-    --gin_bindings="train.sample_every=0"
+    --gin_bindings="train.sample_every=0" "${variant[@]}"
   common=(--model_dir="$OUT/$pilot" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
           --steps=12 --cfg_last=4 --guidance_scale=2.0 --batch_size=50 --num_samples="$N"
           --classifier_dir="$CLASSIFIER")

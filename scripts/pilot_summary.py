@@ -36,12 +36,17 @@ def parameter_count(weights_h5):
     return total
 
 
+def throughput_file(throughput_dir, name):
+    """The idle throughput report of the pilot's shape (6x128-nodropout: that of 6x128)."""
+    return Path(throughput_dir) / f"pilot_throughput_{name.split('-')[0]}.json"
+
+
 def required_files(root, name, throughput_dir):
     """What a pilot's row is read from."""
     model_dir = root / name
     return [model_dir / "transformer_config.json", model_dir / "training_status.json",
             model_dir / "transformer.weights.h5", model_dir / "eval",
-            Path(throughput_dir) / f"pilot_throughput_{name}.json",
+            throughput_file(throughput_dir, name),
             *(root / "eval" / f"{name}_{plan}" / "metrics.json" for plan in PLANS)]
 
 
@@ -49,7 +54,7 @@ def pilot_row(root, name, throughput_dir):
     model_dir = root / name
     config = json.loads((model_dir / "transformer_config.json").read_text())
     status = json.loads((model_dir / "training_status.json").read_text())
-    throughput = json.loads((Path(throughput_dir) / f"pilot_throughput_{name}.json").read_text())
+    throughput = json.loads(throughput_file(throughput_dir, name).read_text())
     held_out = event_files.scalar_values(model_dir / "eval")
     row = {"pilot": name, "config": config,
            "parameters": parameter_count(model_dir / "transformer.weights.h5"),

@@ -50,10 +50,14 @@ def _run(root, *names):
 def test_table_reads_last_held_out_step_parameters_and_both_plans(tmp_path):
     _write_pilot(tmp_path, "2x32", fid_maskgit=50.0, fid_magnets=55.0)
     _write_pilot(tmp_path, "4x32", fid_maskgit=40.0, fid_magnets=42.0)
-    out = _run(tmp_path, "2x32", "4x32")
+    _write_pilot(tmp_path, "2x32-nodropout", fid_maskgit=45.0, fid_magnets=50.0)
+    # A variant is timed by its shape's throughput report.
+    (tmp_path / "throughput" / "pilot_throughput_2x32-nodropout.json").unlink()
+    out = _run(tmp_path, "2x32", "4x32", "2x32-nodropout")
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "pilots.json").read_text())
-    first, second = report["pilots"]
+    first, second, variant = report["pilots"]
+    assert variant["idle_steps_per_second"] == 0.25 and variant["maskgit_pp"]["fid"] == 45.0
     assert first["parameters"] == 10 and first["steps"] == 10
     assert first["held_out"] == {"gt_loss_p1": 4.5, "gt_loss_p2": 5.0}
     assert first["fid_ratio"] == 1.1 and first["gflops_ratio"] == 3.0
