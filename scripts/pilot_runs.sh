@@ -42,26 +42,39 @@ shape() {  # shape NAME: "layers width heads mlp steps_per_second" of a pilot
   python - "$1" <<'EOF'
 import json, sys
 name = sys.argv[1].split("-")[0]  # 6x128-nodropout: the 6x128 shape without dropout
-layers, width = (int(v) for v in name.split("x"))
-report = json.load(open(f"results/benchmarks/pilot_throughput_{name}.json"))
+path = f"results/benchmarks/pilot_throughput_{name}.json"
+try:
+    layers, width = (int(v) for v in name.split("x"))
+    report = json.load(open(path))
+except (ValueError, OSError) as error:
+    sys.exit(f"pilot {sys.argv[1]!r}: needs a shape LxW with a throughput report {path} "
+             f"(tools/benchmark_training.py --output={path}): {error}")
 bindings = dict(b.split("=", 1) for b in report["gin_bindings"])
-assert int(bindings["build_transformer.num_layers"]) == layers, name
-assert int(bindings["build_transformer.hidden_size"]) == width, name
+if (int(bindings["build_transformer.num_layers"]), int(bindings["build_transformer.hidden_size"])) != (layers, width):
+    sys.exit(f"{path} reports another shape than {name}")
 print(layers, width, bindings["build_transformer.num_heads"],
       bindings["build_transformer.mlp_dim"], report["steps_per_second"]["1"]["median"])
 EOF
 }
 
+declare -A FACTS  # pilot -> "layers width heads mlp steps_per_second", checked before any work
+for pilot in $PILOTS; do
+  case "$pilot" in
+    *-nodropout | [0-9]*x[0-9]*[0-9]) ;;
+    *) echo "unknown pilot $pilot (known: LxW, LxW-nodropout)" >&2; exit 2 ;;
+  esac
+  FACTS[$pilot]=$(shape "$pilot")  # a command substitution, so that its failure stops the script
+done
+
 stage tokens python tools/tokenize_dataset.py --tokenizer_dir="$TOKENIZER" \
   --dataset=fashion_mnist --splits=train,test --output_dir="$OUT/tokens" --overwrite
 
 for pilot in $PILOTS; do
-  read -r layers width heads mlp rate < <(shape "$pilot")
+  read -r layers width heads mlp rate <<< "${FACTS[$pilot]}"
   variant=()
   case "$pilot" in
-    *x*-nodropout) variant=(--gin_bindings="build_transformer.dropout=0.0"
-                            --gin_bindings="build_transformer.attention_dropout=0.0") ;;
-    *x*-*) echo "unknown pilot variant: $pilot (known: LxW, LxW-nodropout)" >&2; exit 2 ;;
+    *-nodropout) variant=(--gin_bindings="build_transformer.dropout=0.0"
+                          --gin_bindings="build_transformer.attention_dropout=0.0") ;;
   esac
   steps=$(python -c "print(round($rate * 60 * $MINUTES))")
   warmup=$(( steps / 8 ))
