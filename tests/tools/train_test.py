@@ -231,3 +231,24 @@ def test_video_gin_files_start_with_their_command_and_parse(name):
         assert gin.query_parameter("train.tokens_dir") is not None
     finally:
         gin.clear_config()
+
+
+def test_reference_gin_is_magnets_small_without_dropout_and_names_its_command():
+    import gin
+
+    from magnets_tf.gin_setup import parse_gin
+
+    path = ROOT / "gin" / "fashion_mnist" / "magnets_reference.gin"
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ") and "scripts/reference_run.sh" in first
+    assert "GIN_FILE=gin/fashion_mnist/magnets_reference.gin" in first
+    gin.clear_config()
+    try:
+        parse_gin([str(path)], [])
+        assert gin.query_parameter("build_transformer.dropout") == 0.0
+        assert gin.query_parameter("build_transformer.attention_dropout") == 0.0
+        assert gin.query_parameter("build_transformer.num_layers") == 6
+        assert gin.query_parameter("build_transformer.hidden_size") == 128
+        assert gin.query_parameter("build_transformer.factors") == (1, 2, 4, 8)
+    finally:
+        gin.clear_config()
