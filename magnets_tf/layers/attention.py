@@ -109,7 +109,8 @@ class NestedSelfAttention(keras.layers.Layer):
         qkv = tf.transpose(tf.reshape(qkv, [-1, queries, 3, heads, width]), [2, 0, 3, 1, 4])
         # Unstacked, not indexed: the gradient of one unstack is one stack, where three
         # strided slices would each write a zero-filled [3, B, H, Q, w] tensor and add them
-        # (measured 14% of the busy time of a 6x128 training step).
+        # (14% of a 6x128 training step's op time in a profile on a loaded machine; 1.02x
+        # steps/s measured idle, docs/results.md).
         query, key, value = tf.unstack(qkv, num=3, axis=0)  # [B, H, Q, w]
         if kv_cache is not None:
             old_key, old_value = (fit_width(buffer, width) for buffer in kv_cache)
