@@ -1,6 +1,7 @@
 """Training throughput, measured side by side in one process: steps/s of one train
-function called with steps_per_loop 1 vs N, and the token-shard input pipeline's
-examples/s against what the train step consumes.
+function called with steps_per_loop 1 vs N, of variants of a config (their own train
+functions), and the token-shard input pipeline's examples/s against what the train step
+consumes.
 
 All loop sizes share one `distribute.make_train_function` (num_steps is a tensor, one
 trace), so they differ only in what steps_per_loop changes: host syncs, the Python
@@ -22,7 +23,7 @@ def summarize(values):
                 values=list(values))
 
 
-def _run_steps(train_function, iterator, steps, steps_per_loop):
+def run_steps(train_function, iterator, steps, steps_per_loop=1):
     """`steps` steps in loops of steps_per_loop (a shorter last loop), syncing the host
     at every boundary as `loop.run` does; returns the seconds taken."""
     started = time.perf_counter()
@@ -34,17 +35,47 @@ def _run_steps(train_function, iterator, steps, steps_per_loop):
     return time.perf_counter() - started
 
 
+def parse_variants(specs):
+    """[(name, [gin binding, ...])] of "NAME:BINDING;BINDING..." specs (the variants of a
+    config that scripts/measure_train_variants.py times); ValueError names a bad one."""
+    variants = []
+    for spec in specs:
+        name, colon, bindings = spec.partition(":")
+        name = name.strip()
+        if not colon or not name:
+            raise ValueError(f"{spec!r}: expected NAME:BINDING;BINDING... "
+                             f"(e.g. nodropout:build_transformer.dropout=0.0)")
+        if name in (n for n, _ in variants):
+            raise ValueError(f"the name {name!r} is given twice")
+        variants.append((name, [b.strip() for b in bindings.split(";") if b.strip()]))
+    if not variants:
+        raise ValueError("no variant given")
+    return variants
+
+
+def time_interleaved(runners, repeats, on_round=None):
+    """{name: summary of rates} of `runners` ({name: () -> one rate}) over `repeats`
+    rounds, each runner once per round, the order alternating. on_round(round, {name:
+    rates so far}) is called after every round (progress lines)."""
+    names = list(runners)
+    rates = {name: [] for name in names}
+    for repeat in range(int(repeats)):
+        for name in (names if repeat % 2 == 0 else names[::-1]):
+            rates[name].append(runners[name]())
+        if on_round:
+            on_round(repeat, rates)
+    return {name: summarize(values) for name, values in rates.items()}
+
+
 def time_steps_per_loop(train_function, iterator, steps, loop_sizes, repeats):
     """{steps_per_loop: summary of steps/s} over `repeats` interleaved runs of `steps`
     steps each (one warm-up call per loop size first)."""
     loop_sizes = [int(n) for n in loop_sizes]
     for size in loop_sizes:
-        _run_steps(train_function, iterator, size, size)
-    rates = {size: [] for size in loop_sizes}
-    for repeat in range(int(repeats)):
-        for size in (loop_sizes if repeat % 2 == 0 else loop_sizes[::-1]):
-            rates[size].append(steps / _run_steps(train_function, iterator, steps, size))
-    return {size: summarize(values) for size, values in rates.items()}
+        run_steps(train_function, iterator, size, size)
+    return time_interleaved(
+        {size: (lambda size=size: steps / run_steps(train_function, iterator, steps, size))
+         for size in loop_sizes}, repeats)
 
 
 def time_pipeline(dataset_fn, batches, repeats):

@@ -13,6 +13,33 @@ def test_summarize_gives_median_and_spread():
                                                          values=[3.0, 1.0, 2.0])
 
 
+def test_variants_parse_into_names_and_bindings():
+    assert throughput.parse_variants(
+        ["base:", "nodrop: build_transformer.dropout=0.0 ;train.jit_compile=True;"]) == [
+        ("base", []), ("nodrop", ["build_transformer.dropout=0.0", "train.jit_compile=True"])]
+
+
+@pytest.mark.parametrize("specs, message", [
+    (["nodropout"], "expected NAME:BINDING"),
+    ([":build_transformer.dropout=0.0"], "expected NAME:BINDING"),
+    (["a:", "a:train.batch_size=4"], "given twice"),
+    ([], "no variant"),
+])
+def test_malformed_variants_are_named(specs, message):
+    with pytest.raises(ValueError, match=message):
+        throughput.parse_variants(specs)
+
+
+def test_time_interleaved_alternates_the_order_and_reports_every_round():
+    calls, rounds = [], []
+    summaries = throughput.time_interleaved(
+        {"a": lambda: calls.append("a") or 1.0, "b": lambda: calls.append("b") or 2.0}, 3,
+        on_round=lambda r, rates: rounds.append((r, {k: len(v) for k, v in rates.items()})))
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert rounds == [(0, {"a": 1, "b": 1}), (1, {"a": 2, "b": 2}), (2, {"a": 3, "b": 3})]
+    assert summaries["b"] == dict(median=2.0, min=2.0, max=2.0, values=[2.0] * 3)
+
+
 def test_measure_reports_every_loop_size_and_the_pipeline_headroom(tokens_dir):
     gin.clear_config()
     gin.bind_parameter("build_transformer.preset", "tiny")
