@@ -17,6 +17,7 @@ consecutive train steps (the order alternates every round so that machine noise 
 of them); medians, the spread and each variant's speedup over the first are reported with
 the load average.
 """
+import inspect
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,11 +52,16 @@ def _random_tokens(examples, seed=0):
                        rng.integers(0, NUM_CLASSES, examples), CODEBOOK_SIZE, NUM_CLASSES)
 
 
-def _query(gin, name, default):
+def _train_setting(name):
+    """train.<name> as the variant's config binds it, else `transformer_task.train`'s
+    default."""
+    import gin
+
+    from magnets_tf.training import transformer_task
     try:
-        return gin.query_parameter(name)
-    except ValueError:  # not bound: the train function's default
-        return default
+        return gin.query_parameter(f"train.{name}")
+    except ValueError:  # not bound
+        return inspect.signature(transformer_task.train).parameters[name].default
 
 
 def _build_variant(name, bindings, tokens, train_steps):
@@ -64,21 +70,20 @@ def _build_variant(name, bindings, tokens, train_steps):
     import gin
     import tensorflow as tf
 
-    from magnets_tf import gin_setup
     from magnets_tf.training import distribute, throughput
     from magnets_tf.training.transformer_task import TransformerTask
 
     gin.clear_config()
     try:
-        gin_setup.parse_gin(FLAGS.gin_file, [*FLAGS.gin_bindings, *bindings])
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError) as error:
-        raise app.UsageError(f"variant {name}: bad gin configuration: {error}") from None
+        gin_flags.parse_gin_flags(extra_bindings=bindings)
+    except app.UsageError as error:
+        raise app.UsageError(f"variant {name}: {error}") from None
     strategy = tf.distribute.get_strategy()
-    jit_compile = _query(gin, "train.jit_compile", "auto")
+    jit_compile = _train_setting("jit_compile")
     if jit_compile == "auto":
         jit_compile = distribute.default_jit_compile(strategy)
-    settings = dict(batch_size=int(FLAGS.batch_size or _query(gin, "train.batch_size", 256)),
-                    dtype_policy=_query(gin, "train.dtype_policy", "float32"),
+    settings = dict(batch_size=int(FLAGS.batch_size or _train_setting("batch_size")),
+                    dtype_policy=_train_setting("dtype_policy"),
                     jit_compile=bool(jit_compile))
     try:
         task = TransformerTask(tokens, settings["batch_size"],

@@ -23,15 +23,16 @@ def define_gin_flags(flag_values=flags.FLAGS):
                               "\"make_plan.temperature_bias=1.0\".", flag_values=flag_values)
 
 
-def parse_gin_flags(flag_values=flags.FLAGS):
-    """Parses the flags' gin files and bindings; a missing file or a bad binding is a
-    usage error."""
+def parse_gin_flags(flag_values=flags.FLAGS, extra_bindings=()):
+    """Parses the flags' gin files and bindings, then extra_bindings; a missing file or a
+    bad binding is a usage error."""
     for path in flag_values.gin_file:
         if not os.path.exists(path):
             raise app.UsageError(f"--gin_file {path} does not exist")
     gin.add_config_file_search_path(str(REPOSITORY_ROOT))
     try:
-        gin_setup.parse_gin(flag_values.gin_file, flag_values.gin_bindings)
+        gin_setup.parse_gin(flag_values.gin_file,
+                            [*flag_values.gin_bindings, *extra_bindings])
     except (OSError, ValueError, KeyError, TypeError, SyntaxError) as error:
         raise app.UsageError(f"bad gin configuration: {error}") from None
 

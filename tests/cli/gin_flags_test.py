@@ -22,6 +22,15 @@ def test_files_and_bindings_reach_the_configurables(tmp_path):
     assert plan.num_steps == 4 and plan.model_schedule == ((2, 2), (1, 2))
 
 
+def test_extra_bindings_come_after_the_flags(tmp_path):
+    config = tmp_path / "plan.gin"
+    config.write_text("make_plan.num_steps = 4\n")
+    gin_flags.parse_gin_flags(
+        _flags(f"--gin_file={config}", "--gin_bindings=make_plan.model_schedule='2:2,1:2'"),
+        extra_bindings=["make_plan.model_schedule='4:2,1:2'"])
+    assert make_plan(16).model_schedule == ((4, 2), (1, 2))
+
+
 def test_missing_file_and_bad_binding_are_usage_errors(tmp_path):
     with pytest.raises(app.UsageError, match="--gin_file .*nope.gin does not exist"):
         gin_flags.parse_gin_flags(_flags(f"--gin_file={tmp_path / 'nope.gin'}"))
