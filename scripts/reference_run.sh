@@ -53,6 +53,7 @@ RESUME_FROM=${RESUME_FROM:-}
 # the MaGNeTS model's newest checkpoint (plus its training status, summary and TensorBoard
 # curves): small enough to commit, so a leg survives a machine reset. With the same STEPS,
 # RESUME_FROM=DIR on a fresh OUT continues the one schedule exactly where the leg stopped.
+# The leg that finishes the run carries its final checkpoint there too, before evaluating.
 SAVE_LEG_TO=${SAVE_LEG_TO:-}
 LEG_MINUTES=${LEG_MINUTES:-}    # end this invocation's training leg after M minutes
 STOP_AT_STEP=${STOP_AT_STEP:-}  # end it at step N (of STEPS)
@@ -154,6 +155,14 @@ for name in "${MODELS[@]}"; do
     exit 0
   fi
 done
+if [[ -n "$SAVE_LEG_TO" && ! -e "$OUT/stages/carry_final.done" ]]; then
+  # The finished model too: a machine reset during the evaluations below then costs no
+  # training (RESUME_FROM=SAVE_LEG_TO on a fresh OUT restores the last step and goes on to
+  # the evaluations).
+  carry_leg "$OUT/magnets" "$SAVE_LEG_TO"
+  touch "$OUT/stages/carry_final.done"
+  echo "training finished; carried its final checkpoint to $SAVE_LEG_TO (commit it)"
+fi
 
 stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
   --model_dir="$OUT/classifier" --epochs=3
