@@ -33,7 +33,8 @@
 # tokens, the MaGNeTS model and a ground-truth-only twin (one core each, in parallel),
 # the class-accuracy classifier, the headline evaluations (n=2000, class accuracy; guidance scale 2,
 # then GUIDANCE_CLASS=12 for the class-conditional pair), the findings sweeps,
-# the findings table and the measured speedup (float32 and bfloat16, one run). Every step
+# the findings table, the measured speedup (float32 and bfloat16, one run) and the sampling
+# settings tuned alike for both decodes (SAMPLING_GRID). Every step
 # skips work already done (stage markers in OUT/stages), so an interrupted run resumes
 # where it stopped.
 set -euo pipefail
@@ -45,6 +46,10 @@ GIN_FILE=${GIN_FILE:-gin/fashion_mnist/magnets_tiny.gin}
 BATCH=${BATCH:-64}
 GUIDANCE_CLASS=${GUIDANCE_CLASS:-12}  # guidance scale of the second headline pair (class accuracy)
 GT_ONLY=${GT_ONLY:-1}   # 0: skip the ground-truth-only twin (finding 5) and its sweep
+# Sampling settings tuned alike for MaGNeTS and MaskGIT++ at the end (sweep_schedules.py's
+# sampling family at SWEEP_N, then each at its best setting at N): space-separated
+# NAME=V1,V2,... specs; empty skips the tuning.
+SAMPLING_GRID=${SAMPLING_GRID-guidance_scale=2,4 temperature_bias=0.5,1,1.5}
 # RESUME_FROM=<run>/magnets: start the MaGNeTS model from that run's latest checkpoint (copied;
 # the source is never written) and train on to STEPS. The learning-rate and alpha schedules
 # then span STEPS, so at the resumed step they jump to their STEPS-long values.
@@ -170,15 +175,19 @@ stage classifier python tools/train_classifier.py --dataset=fashion_mnist \
 COMMON=(--model_dir="$OUT/magnets" --tokenizer_dir="$TOKENIZER" --reference=fashion_mnist:test
         --steps=12 --cfg_last=4 --batch_size=50 --num_samples="$N"
         --classifier_dir="$OUT/classifier")
+# The two decodes compared: MaGNeTS (its schedule, cache refreshed at model changes) and
+# MaskGIT++ (the full model every step, no cache).
+declare -A SCHEDULE=([magnets]=8:3,4:3,2:3,1:3 [maskgit_pp]=1:12)
+declare -A DECODE=([magnets]="--cache=true --refresh=model_change" [maskgit_pp]="--cache=false")
 # Headline pairs: guidance scale 2 (the sweeps' setting; stages eval_magnets, eval_maskgit_pp),
 # then GUIDANCE_CLASS, the class-conditional setting (stages eval_magnets_g12, ...).
 for scale in 2.0 "$GUIDANCE_CLASS"; do
   suffix=$([[ "$scale" == 2.0 ]] && echo "" || echo "_g$scale")
-  stage "eval_magnets$suffix" python tools/evaluate.py "${COMMON[@]}" --guidance_scale="$scale" \
-    --schedule=8:3,4:3,2:3,1:3 --cache=true --refresh=model_change \
-    --output_dir="$OUT/eval/magnets$suffix"
-  stage "eval_maskgit_pp$suffix" python tools/evaluate.py "${COMMON[@]}" --guidance_scale="$scale" \
-    --schedule=1:12 --cache=false --output_dir="$OUT/eval/maskgit_pp$suffix"
+  for plan in magnets maskgit_pp; do
+    # shellcheck disable=SC2086  # DECODE holds several flags
+    stage "eval_$plan$suffix" python tools/evaluate.py "${COMMON[@]}" --guidance_scale="$scale" \
+      --schedule="${SCHEDULE[$plan]}" ${DECODE[$plan]} --output_dir="$OUT/eval/$plan$suffix"
+  done
 done
 stage sweep python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
   --tokenizer_dir="$TOKENIZER" --families=baseline,nested,cache,scale_down \
@@ -198,5 +207,24 @@ stage findings python tools/findings_report.py --sweep_csv="$OUT/sweep/sweep.csv
 stage benchmark python tools/benchmark.py --model_dir="$OUT/magnets" --steps=12 --cfg_last=4 \
   --batch_size=50 --repeats=5 --compare_compute_dtypes=float32,bfloat16 \
   --output_json="$OUT/benchmark.json"
+if [[ -n "$SAMPLING_GRID" ]]; then
+  GRID=()
+  for spec in $SAMPLING_GRID; do GRID+=(--sampling_grid="$spec"); done
+  stage sweep_sampling python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
+    --tokenizer_dir="$TOKENIZER" --families=sampling "${GRID[@]}" \
+    --model_schedule="${SCHEDULE[magnets]}" --total_steps=12 --num_samples="$SWEEP_N" \
+    --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
+    --output_dir="$OUT/sweep_sampling"
+  for plan in magnets maskgit_pp; do
+    # The plan's best setting as flags, e.g. --guidance_scale=4 --temperature_bias=1.
+    best=$(python -c "import sys; from magnets_tf.evaluation import sweep; \
+row = sweep.best_sampling(sweep.read_rows(sys.argv[1]))[sys.argv[2]]; \
+print(' '.join('--' + s for s in row['sampling'].split(';')))" \
+      "$OUT/sweep_sampling/sweep.csv" "${SCHEDULE[$plan]}")
+    # shellcheck disable=SC2086
+    stage "eval_${plan}_tuned" python tools/evaluate.py "${COMMON[@]}" $best \
+      --schedule="${SCHEDULE[$plan]}" ${DECODE[$plan]} --output_dir="$OUT/eval/${plan}_tuned"
+  done
+fi
 cat "$OUT/findings.md"
 tail -n 20 "$OUT/benchmark.log"

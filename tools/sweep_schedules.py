@@ -4,6 +4,13 @@ python tools/sweep_schedules.py --model_dir=/tmp/fmnist/transformer --tokenizer_
   --families=baseline,cache,scaling,compositions --total_steps=12 --num_samples=500 \
   --output_dir=/tmp/fmnist/sweep
 
+Tuning the sampling settings of MaGNeTS and MaskGIT++ alike (the `sampling` family: the
+--model_schedule plan with cache and its baseline 1:K under every combination of the grid):
+python tools/sweep_schedules.py ... --families=sampling --guidance_steps=4 \
+  --sampling_grid=guidance_scale=1,2,4 --sampling_grid=temperature_bias=0.5,1 \
+  --output_dir=/tmp/fmnist/sampling
+The best setting of each plan is printed at the end.
+
 Interrupt with Ctrl-C at any time; rerunning the same command resumes and skips points
 already in output_dir/sweep.csv. --max_points limits how many new points one run adds.
 Each point sets the schedule, steps, cache and refresh; the other plan settings come from
@@ -29,7 +36,11 @@ gin_flags.define_gin_flags()
 model_flags.define_compute_dtype_flag()
 flags.DEFINE_list("families", ["baseline", "cache", "scaling", "compositions"],
                   "Point families: compositions, scaling, cache, baseline, nested, "
-                  "scale_down.")
+                  "scale_down, sampling.")
+flags.DEFINE_multi_string("sampling_grid", [], "Sampling family: NAME=V1,V2,... per plan "
+                          "setting varied (repeatable; every combination is a point), NAME "
+                          "one of guidance_scale, guidance_steps, temperature_bias, "
+                          "temperature_scale, mask_temperature.")
 flags.DEFINE_integer("total_steps", 12, "K of the compositions and the baseline.")
 flags.DEFINE_integer("min_steps", 1, "Least steps per nested model in compositions.")
 flags.DEFINE_list("steps_per_model", ["1", "2", "3", "4", "5", "6"],
@@ -50,7 +61,8 @@ def main():
         points = sweep.build_points(
             FLAGS.families, total=FLAGS.total_steps, min_steps=FLAGS.min_steps,
             steps_per_model=app.int_list("steps_per_model"), factors=app.int_list("factors"),
-            schedule=plan_flags.plan_setting("model_schedule"))
+            schedule=plan_flags.plan_setting("model_schedule"),
+            sampling_grid=sweep.parse_sampling_grid(FLAGS.sampling_grid))
     except ValueError as e:  # the flags name no valid points
         raise app.UsageError(str(e)) from None
     out = Path(FLAGS.output_dir)
@@ -89,6 +101,8 @@ def main():
             "reference": FLAGS.reference, "num_samples": FLAGS.num_samples,
             "seed": FLAGS.seed, "model_dir": FLAGS.model_dir,
             "compute_dtype": model.compute_dtype, "note": fid.SMALL_SAMPLE_NOTE})
+    for schedule_text, row in sweep.best_sampling(rows).items():
+        print(f"best sampling of {schedule_text}: {row['sampling']} (FID {float(row['fid']):.2f})")
     state = "interrupted: rerun the same command to resume" if interrupted else "done"
     print(f"{state}; {len(rows)} points in {csv_path}, plot {out / 'sweep.png'}")
     if interrupted:

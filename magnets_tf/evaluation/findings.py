@@ -106,8 +106,8 @@ def scaling_up_beats_down(rows):
     pairs = []
     index = _index(rows)
     for row in rows:  # any family: the sweep lists a schedule once (e.g. under `cache`)
-        if int(row.get("cache", 1)) != 1 or row.get("fid") in (None, ""):
-            continue
+        if int(row.get("cache", 1)) != 1 or row.get("fid") in (None, "") or row.get("sampling"):
+            continue  # sampling-family rows have no mirror under the same settings
         parts = [tuple(int(v) for v in part.split(":")) for part in row["schedule"].split(",")]
         factors = [p for p, _ in parts]
         if len(parts) < 2 or factors != sorted(factors, reverse=True):

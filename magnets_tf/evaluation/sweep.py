@@ -9,7 +9,10 @@ Families of points (paper Figure 7 and its ablations):
 - `baseline`: the MaskGIT++ counterpart, the full model (p=1) for K steps without cache;
 - `nested`: every nested model alone for K steps without cache (paper Tables 7/8);
 - `scale_down`: schedules that shrink the model over the steps, each next to its scaling-up
-  mirror with the same per-model steps, i.e. the same compute (paper Figure 7b).
+  mirror with the same per-model steps, i.e. the same compute (paper Figure 7b);
+- `sampling`: the default schedule (cache, refreshed at model changes) and its MaskGIT++
+  baseline under every combination of a grid of sampling settings (guidance scale,
+  temperatures, ...), so that both are tuned alike before they are compared.
 
 Each finished point is one CSV row, rewritten atomically, so a sweep can be interrupted
 (Ctrl-C) at any time and rerun: points already in the CSV are not recomputed.
@@ -25,7 +28,11 @@ from magnets_tf.decoding.schedule import DEFAULT_MODEL_SCHEDULE, format_model_sc
 from magnets_tf.decoding.schedule import parse_model_schedule
 from magnets_tf.utils import files, images
 
-FAMILIES = ("compositions", "scaling", "cache", "baseline", "nested", "scale_down")
+FAMILIES = ("compositions", "scaling", "cache", "baseline", "nested", "scale_down",
+            "sampling")
+# Plan settings a `sampling` grid may vary (make_plan parameters that leave the schedule).
+SAMPLING_SETTINGS = ("guidance_scale", "guidance_steps", "temperature_bias",
+                     "temperature_scale", "mask_temperature")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +43,7 @@ class SweepPoint:
     schedule: tuple          # ((p, k), ...)
     use_cache: bool = True
     refresh: str = "model_change"
+    sampling: tuple = ()     # ((plan setting, value), ...): overrides of the flags
 
     @property
     def steps(self):
@@ -46,13 +54,19 @@ class SweepPoint:
         return format_model_schedule((p, k) for p, k in self.schedule if k)
 
     @property
+    def sampling_text(self):
+        return ";".join(f"{name}={value:g}" for name, value in self.sampling)
+
+    @property
     def key(self):
         """Identity of a point's result (the family is only a label)."""
-        return f"{self.schedule_text}|cache={int(self.use_cache)}|refresh={self.refresh}"
+        key = f"{self.schedule_text}|cache={int(self.use_cache)}|refresh={self.refresh}"
+        return key + "".join(f"|{name}={value:g}" for name, value in self.sampling)
 
     def plan_kwargs(self):
         return dict(model_schedule=tuple((p, k) for p, k in self.schedule if k),
-                    num_steps=self.steps, use_cache=self.use_cache, refresh=self.refresh)
+                    num_steps=self.steps, use_cache=self.use_cache, refresh=self.refresh,
+                    **dict(self.sampling))
 
 
 def composition_points(total=12, factors=(8, 4, 2, 1), min_steps=1):
@@ -107,12 +121,67 @@ def scale_down_points(schedule=DEFAULT_MODEL_SCHEDULE, total=12):
     return points
 
 
+def parse_sampling_grid(specs):
+    """["guidance_scale=1,2,4", "temperature_bias=0.5,1"] -> {name: (values...)}.
+
+    ValueError naming the spec that is not NAME=V1,V2,... of a known setting."""
+    grid = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep or name not in SAMPLING_SETTINGS:
+            raise ValueError(f"bad sampling grid {spec!r}: expected NAME=V1,V2,... with NAME "
+                             f"one of {SAMPLING_SETTINGS}")
+        if name in grid:
+            raise ValueError(f"bad sampling grid {spec!r}: {name} is given twice")
+        try:
+            grid[name] = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            raise ValueError(f"bad sampling grid {spec!r}: the values are not numbers") from None
+        if name == "guidance_steps":
+            if any(v != int(v) or v < 0 for v in grid[name]):
+                raise ValueError(f"bad sampling grid {spec!r}: guided steps are counts >= 0")
+            grid[name] = tuple(int(v) for v in grid[name])
+    return grid
+
+
+def sampling_points(grid, schedule=DEFAULT_MODEL_SCHEDULE, total=12):
+    """`schedule` (cache, model-change refresh) and the baseline 1:`total` under every
+    combination of the `grid` ({setting: values}) of sampling settings."""
+    if not grid:
+        raise ValueError("the sampling family needs a grid of sampling settings "
+                         "(e.g. guidance_scale=1,2,4)")
+    plans = [(parse_model_schedule(schedule), True), (((1, total),), False)]
+    names = sorted(grid)
+    points = []
+    for plan, use_cache in plans:
+        for values in itertools.product(*(grid[name] for name in names)):
+            points.append(SweepPoint("sampling", plan, use_cache=use_cache,
+                                     sampling=tuple(zip(names, values))))
+    return points
+
+
+def best_sampling(rows):
+    """{schedule text: its sampling-family row with the lowest FID}."""
+    best = {}
+    for row in rows:
+        if row.get("family") != "sampling" or row.get("fid") in (None, ""):
+            continue
+        current = best.get(row["schedule"])
+        if current is None or float(row["fid"]) < float(current["fid"]):
+            best[row["schedule"]] = row
+    return best
+
+
 def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5, 6),
-                 schedule=DEFAULT_MODEL_SCHEDULE, factors=(8, 4, 2, 1)):
+                 schedule=DEFAULT_MODEL_SCHEDULE, factors=(8, 4, 2, 1), sampling_grid=None):
     """Points of the named families in order, duplicates (same key) dropped."""
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise ValueError(f"unknown sweep families {unknown}; known: {FAMILIES}")
+    if sampling_grid and "sampling" not in families:
+        raise ValueError("a sampling grid is only used by the sampling family: add it to "
+                         "the families")
     points = []
     for family in families:
         if family == "compositions":
@@ -125,6 +194,8 @@ def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5
             points += nested_points(total, factors)
         elif family == "scale_down":
             points += scale_down_points(schedule, total)
+        elif family == "sampling":
+            points += sampling_points(sampling_grid, schedule, total)
         else:
             points += baseline_points((total,))
     seen, unique = set(), []
@@ -135,8 +206,8 @@ def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5
     return unique
 
 
-CSV_FIELDS = ["key", "family", "schedule", "steps", "cache", "refresh", "fid", "n",
-              "n_reference", "precision", "recall", "inception_score", "gflops_exact",
+CSV_FIELDS = ["key", "family", "schedule", "steps", "cache", "refresh", "sampling", "fid",
+              "n", "n_reference", "precision", "recall", "inception_score", "gflops_exact",
               "gflops_paper", "decode_seconds_per_image", "feature_seconds_per_image"]
 
 
@@ -181,7 +252,8 @@ def run_sweep(points, evaluate_fn, csv_path, progress=True, on_row=None):
                 metrics = evaluate_fn(point)
                 row = dict(metrics, key=point.key, family=point.family,
                            schedule=point.schedule_text, steps=point.steps,
-                           cache=int(point.use_cache), refresh=point.refresh)
+                           cache=int(point.use_cache), refresh=point.refresh,
+                           sampling=point.sampling_text)
                 rows.append(row)
                 write_rows(csv_path, rows)
                 if on_row:
@@ -201,7 +273,7 @@ def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
     png_path = pathlib.Path(png_path)
     fig, ax = plt.subplots(figsize=(7, 5))
     markers = {"compositions": "o", "scaling": "s", "cache": "^", "baseline": "*",
-               "nested": "D", "scale_down": "v"}
+               "nested": "D", "scale_down": "v", "sampling": "x"}
     for family in FAMILIES:
         pts = [r for r in rows if r["family"] == family and r.get("fid") not in (None, "")]
         if not pts:
@@ -210,10 +282,11 @@ def plot_sweep(rows, png_path, title="FID vs inference GFLOPs"):
         y = [float(r["fid"]) for r in pts]
         ax.scatter(x, y, marker=markers[family], s=90 if family == "baseline" else 30,
                    label=family, alpha=0.8)
-        if family in ("baseline", "scaling", "cache", "nested", "scale_down"):
+        if family in ("baseline", "scaling", "cache", "nested", "scale_down", "sampling"):
             for r, xi, yi in zip(pts, x, y):
-                label = r["schedule"] if family != "cache" else (
-                    f"cache={r['cache']} {r['refresh']}")
+                label = {"cache": f"cache={r['cache']} {r['refresh']}",
+                         "sampling": f"{r['schedule']} {r.get('sampling')}"}.get(
+                             family, r["schedule"])
                 ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
     n = sorted({str(r.get("n")) for r in rows})

@@ -58,6 +58,12 @@ def test_scaling_pairs_are_found_in_any_family():
     result = findings.scaling_up_beats_down(rows)
     assert result.reproduced and "2/2 pairs" in result.measured
     assert "8:3,4:3,2:3,1:3 FID 11.00 vs 1:3,2:3,4:3,8:3 FID 30.00" in result.measured
+    # A sampling-family row of the same schedule is not paired with the plain mirror.
+    rows.append({"key": "8:6,1:6|cache=1|refresh=model_change|guidance_scale=4",
+                 "family": "sampling", "schedule": "8:6,1:6", "cache": "1",
+                 "refresh": "model_change", "sampling": "guidance_scale=4", "fid": "40.0",
+                 "gflops_exact": "0.5"})
+    assert "2/2 pairs" in findings.scaling_up_beats_down(rows).measured
 
 
 def test_expensive_refresh_is_not_little():

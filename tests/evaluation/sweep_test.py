@@ -95,3 +95,61 @@ def test_plot_writes_png(tmp_path):
                  cache=int(p.use_cache), refresh=p.refresh) for p in points]
     path = sweep.plot_sweep(rows, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sampling_family_tunes_the_schedule_and_its_baseline_alike():
+    grid = sweep.parse_sampling_grid(["guidance_scale=1,2.5", "temperature_bias=0.5"])
+    assert grid == {"guidance_scale": (1.0, 2.5), "temperature_bias": (0.5,)}
+    points = sweep.build_points(["cache", "sampling"], total=12, sampling_grid=grid)
+    sampling = [p for p in points if p.family == "sampling"]
+    assert [(p.schedule_text, p.use_cache, p.sampling_text) for p in sampling] == [
+        ("8:3,4:3,2:3,1:3", True, "guidance_scale=1;temperature_bias=0.5"),
+        ("8:3,4:3,2:3,1:3", True, "guidance_scale=2.5;temperature_bias=0.5"),
+        ("1:12", False, "guidance_scale=1;temperature_bias=0.5"),
+        ("1:12", False, "guidance_scale=2.5;temperature_bias=0.5")]
+    # Their keys never collide with the plain points' (the flags' settings).
+    assert len({p.key for p in points}) == len(points) == 4 + 4
+    assert sampling[1].key == (
+        "8:3,4:3,2:3,1:3|cache=1|refresh=model_change|guidance_scale=2.5|temperature_bias=0.5")
+    assert sampling[3].plan_kwargs() == dict(
+        model_schedule=((1, 12),), num_steps=12, use_cache=False, refresh="model_change",
+        guidance_scale=2.5, temperature_bias=0.5)
+    assert sweep.parse_sampling_grid(["guidance_steps=0,4"]) == {"guidance_steps": (0, 4)}
+
+
+@pytest.mark.parametrize("specs, message", [
+    (["guidance_scale"], "expected NAME=V1,V2"),
+    (["num_steps=4,8"], "expected NAME=V1,V2"),
+    (["guidance_scale=1,x"], "not numbers"),
+    (["guidance_scale=1", "guidance_scale=2"], "given twice"),
+    (["guidance_steps=1.5"], "counts >= 0"),
+])
+def test_bad_sampling_grids_name_the_problem(specs, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.parse_sampling_grid(specs)
+
+
+def test_sampling_family_needs_a_grid_and_a_grid_needs_the_family():
+    with pytest.raises(ValueError, match="needs a grid"):
+        sweep.build_points(["sampling"])
+    with pytest.raises(ValueError, match="only used by the sampling family"):
+        sweep.build_points(["baseline"], sampling_grid={"guidance_scale": (1.0,)})
+
+
+def test_best_sampling_per_schedule(tmp_path):
+    grid = {"guidance_scale": (1.0, 2.0, 4.0)}
+    points = sweep.sampling_points(grid, schedule="8:1,1:1", total=2)
+    fids = {1.0: 30.0, 2.0: 20.0, 4.0: 25.0}
+
+    def metrics(point):
+        scale = dict(point.sampling)["guidance_scale"]
+        return dict(_metrics(point), fid=fids[scale] + (0 if point.use_cache else 5))
+
+    rows, _ = sweep.run_sweep(points, metrics, tmp_path / "sweep.csv", progress=False)
+    rows = sweep.read_rows(tmp_path / "sweep.csv")
+    assert rows[0]["sampling"] == "guidance_scale=1"
+    best = sweep.best_sampling(rows)
+    assert {s: (r["sampling"], float(r["fid"])) for s, r in best.items()} == {
+        "8:1,1:1": ("guidance_scale=2", 20.0), "1:2": ("guidance_scale=2", 25.0)}
+    sweep.plot_sweep(rows, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0

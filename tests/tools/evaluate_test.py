@@ -38,6 +38,17 @@ def test_bad_family_is_a_usage_error(tmp_path):
     assert out.returncode != 0 and "unknown sweep families" in out.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--families=sampling", "--sampling_grid=guidance_scale:2"], "bad sampling grid"),
+    (["--families=sampling"], "needs a grid"),
+    (["--families=baseline", "--sampling_grid=guidance_scale=2"], "only used by the sampling"),
+])
+def test_bad_sampling_grid_is_a_usage_error(tmp_path, args, message):
+    out = _run("sweep_schedules.py", "--model_dir=m", "--tokenizer_dir=t",
+               f"--output_dir={tmp_path}", *args)
+    assert out.returncode == 2 and message in out.stderr
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """A tiny random transformer + VQGAN saved the way the trainers save them."""
@@ -56,12 +67,17 @@ def checkpoints(tmp_path_factory):
     return root
 
 
+def _tiny_scoring(checkpoints, num_samples):
+    """Flags scoring the tiny checkpoints quickly: 16 reference images, no XLA."""
+    return [f"--model_dir={checkpoints / 'transformer'}",
+            f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
+            f"--num_samples={num_samples}", "--batch_size=4", "--jit_compile=false"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
 def test_evaluate_and_resumable_sweep(checkpoints, tmp_path):
-    common = [f"--model_dir={checkpoints / 'transformer'}",
-              f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
-              "--num_samples=8", "--batch_size=4", "--jit_compile=false"]
+    common = _tiny_scoring(checkpoints, 8)
     env = {"MAGNETS_TF_CACHE": str(tmp_path / "cache")}
     out = _run("evaluate.py", *common, "--schedule=8:2,1:2", "--steps=4",
                f"--output_dir={tmp_path / 'eval'}", env=env)
@@ -86,10 +102,28 @@ def test_evaluate_and_resumable_sweep(checkpoints, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
+def test_sampling_sweep_reaches_the_plans_and_reports_the_best(checkpoints, tmp_path):
+    out = _run("sweep_schedules.py", *_tiny_scoring(checkpoints, 4), "--families=sampling",
+               "--total_steps=4", "--model_schedule=8:2,1:2",
+               "--guidance_scale=2", "--sampling_grid=guidance_steps=0,2",
+               f"--output_dir={tmp_path / 'sweep'}",
+               env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    rows = {r["key"]: r for r in csv.DictReader(open(tmp_path / "sweep" / "sweep.csv"))}
+    for plan in ("8:2,1:2|cache=1", "1:4|cache=0"):
+        unguided, guided = (rows[f"{plan}|refresh=model_change|guidance_steps={g}"]
+                            for g in (0, 2))
+        assert unguided["sampling"] == "guidance_steps=0" and unguided["family"] == "sampling"
+        # Two guided steps run the unconditional branch too: the setting reached the plan.
+        assert float(guided["gflops_exact"]) > float(unguided["gflops_exact"])
+    assert "best sampling of 8:2,1:2: guidance_steps=" in out.stdout
+    assert "best sampling of 1:4: guidance_steps=" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
 def test_gin_bindings_reach_the_plan_and_tensorboard(checkpoints, tmp_path):
-    out = _run("evaluate.py", f"--model_dir={checkpoints / 'transformer'}",
-               f"--tokenizer_dir={checkpoints / 'tokenizer'}", "--reference_n=16",
-               "--num_samples=4", "--batch_size=4", "--jit_compile=false",
+    out = _run("evaluate.py", *_tiny_scoring(checkpoints, 4),
                "--gin_bindings=make_plan.num_steps=3",
                "--gin_bindings=make_plan.model_schedule='8:1,1:2'",
                f"--output_dir={tmp_path / 'eval'}", f"--tensorboard_dir={tmp_path / 'tb'}",
