@@ -64,6 +64,7 @@ LEG_MINUTES=${LEG_MINUTES:-}    # end this invocation's training leg after M min
 STOP_AT_STEP=${STOP_AT_STEP:-}  # end it at step N (of STEPS)
 export TF_CPP_MIN_LOG_LEVEL=2
 cd "$(dirname "$0")/.."
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # this clone's package, installed or not
 mkdir -p "$OUT/stages"
 
 logged() {  # logged NAME COMMAND...: runs COMMAND, appending to OUT/NAME.log
