@@ -213,7 +213,7 @@ if [[ -n "$SAMPLING_GRID" ]]; then
   for spec in $SAMPLING_GRID; do GRID+=(--sampling_grid="$spec"); done
   stage sweep_sampling python tools/sweep_schedules.py --model_dir="$OUT/magnets" \
     --tokenizer_dir="$TOKENIZER" --families=sampling "${GRID[@]}" \
-    --model_schedule="${SCHEDULE[magnets]}" --total_steps=12 --num_samples="$SWEEP_N" \
+    --model_schedule="${SCHEDULE[magnets]}" --num_samples="$SWEEP_N" \
     --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
     --output_dir="$OUT/sweep_sampling"
   for plan in magnets maskgit_pp; do

@@ -5,7 +5,8 @@ python tools/sweep_schedules.py --model_dir=/tmp/fmnist/transformer --tokenizer_
   --output_dir=/tmp/fmnist/sweep
 
 Tuning the sampling settings of MaGNeTS and MaskGIT++ alike (the `sampling` family: the
---model_schedule plan with cache and its baseline 1:K under every combination of the grid):
+--model_schedule plan with cache and its baseline 1:K, K its steps, under every combination
+of the grid):
 python tools/sweep_schedules.py ... --families=sampling --guidance_steps=4 \
   --sampling_grid=guidance_scale=1,2,4 --sampling_grid=temperature_bias=0.5,1 \
   --output_dir=/tmp/fmnist/sampling

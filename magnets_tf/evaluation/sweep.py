@@ -145,13 +145,15 @@ def parse_sampling_grid(specs):
     return grid
 
 
-def sampling_points(grid, schedule=DEFAULT_MODEL_SCHEDULE, total=12):
-    """`schedule` (cache, model-change refresh) and the baseline 1:`total` under every
-    combination of the `grid` ({setting: values}) of sampling settings."""
+def sampling_points(grid, schedule=DEFAULT_MODEL_SCHEDULE):
+    """`schedule` (cache, model-change refresh) and the baseline with as many steps (1:K,
+    no cache) under every combination of the `grid` ({setting: values}) of sampling
+    settings."""
     if not grid:
         raise ValueError("the sampling family needs a grid of sampling settings "
                          "(e.g. guidance_scale=1,2,4)")
-    plans = [(parse_model_schedule(schedule), True), (((1, total),), False)]
+    schedule = parse_model_schedule(schedule)
+    plans = [(schedule, True), (((1, sum(k for _, k in schedule)),), False)]
     names = sorted(grid)
     points = []
     for plan, use_cache in plans:
@@ -195,7 +197,7 @@ def build_points(families, total=12, min_steps=1, steps_per_model=(1, 2, 3, 4, 5
         elif family == "scale_down":
             points += scale_down_points(schedule, total)
         elif family == "sampling":
-            points += sampling_points(sampling_grid, schedule, total)
+            points += sampling_points(sampling_grid, schedule)
         else:
             points += baseline_points((total,))
     seen, unique = set(), []

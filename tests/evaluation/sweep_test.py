@@ -100,7 +100,8 @@ def test_plot_writes_png(tmp_path):
 def test_sampling_family_tunes_the_schedule_and_its_baseline_alike():
     grid = sweep.parse_sampling_grid(["guidance_scale=1,2.5", "temperature_bias=0.5"])
     assert grid == {"guidance_scale": (1.0, 2.5), "temperature_bias": (0.5,)}
-    points = sweep.build_points(["cache", "sampling"], total=12, sampling_grid=grid)
+    # The baseline takes the schedule's K (12), not `total`.
+    points = sweep.build_points(["cache", "sampling"], total=8, sampling_grid=grid)
     sampling = [p for p in points if p.family == "sampling"]
     assert [(p.schedule_text, p.use_cache, p.sampling_text) for p in sampling] == [
         ("8:3,4:3,2:3,1:3", True, "guidance_scale=1;temperature_bias=0.5"),
@@ -138,7 +139,7 @@ def test_sampling_family_needs_a_grid_and_a_grid_needs_the_family():
 
 def test_best_sampling_per_schedule(tmp_path):
     grid = {"guidance_scale": (1.0, 2.0, 4.0)}
-    points = sweep.sampling_points(grid, schedule="8:1,1:1", total=2)
+    points = sweep.sampling_points(grid, schedule="8:1,1:1")
     fids = {1.0: 30.0, 2.0: 20.0, 4.0: 25.0}
 
     def metrics(point):

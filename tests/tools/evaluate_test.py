@@ -104,7 +104,7 @@ def test_evaluate_and_resumable_sweep(checkpoints, tmp_path):
 @pytest.mark.skipif(not HAS_STACK, reason="decoder/trainers/FID weights not available")
 def test_sampling_sweep_reaches_the_plans_and_reports_the_best(checkpoints, tmp_path):
     out = _run("sweep_schedules.py", *_tiny_scoring(checkpoints, 4), "--families=sampling",
-               "--total_steps=4", "--model_schedule=8:2,1:2",
+               "--model_schedule=8:2,1:2",
                "--guidance_scale=2", "--sampling_grid=guidance_steps=0,2",
                f"--output_dir={tmp_path / 'sweep'}",
                env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
