@@ -107,6 +107,8 @@ if [[ -n "$RESUME_FROM" ]]; then
   fi
   if [[ ! -e "$OUT/magnets/checkpoints" ]]; then
     mkdir -p "$OUT/magnets" && cp -r "$RESUME_FROM/checkpoints" "$OUT/magnets/"
+    # The earlier legs' summary: train_summary.json's history then spans the whole run.
+    [[ -e "$RESUME_FROM/train_summary.json" ]] && cp "$RESUME_FROM/train_summary.json" "$OUT/magnets/"
     for run in train eval; do  # the earlier legs' TensorBoard curves, when there are any
       [[ -d "$RESUME_FROM/$run" ]] && cp -r "$RESUME_FROM/$run" "$OUT/magnets/"
     done
