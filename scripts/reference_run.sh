@@ -217,15 +217,16 @@ if [[ -n "$SAMPLING_GRID" ]]; then
     --tokenizer_dir="$TOKENIZER" --families=sampling "${GRID[@]}" \
     --model_schedule="${SCHEDULE[magnets]}" --num_samples="$SWEEP_N" \
     --batch_size=50 --gin_bindings="make_plan.guidance_steps=4" \
-    --output_dir="$OUT/sweep_sampling"
+    --gin_bindings="make_plan.guidance_scale=2.0" --output_dir="$OUT/sweep_sampling"
   for plan in magnets maskgit_pp; do
-    # The plan's best setting as flags, e.g. --guidance_scale=4 --temperature_bias=1.
+    # The plan's best setting as flags, e.g. --guidance_scale=4 --temperature_bias=1
+    # (after the headline's --guidance_scale=2.0: the last of a flag given twice wins).
     best=$(python -c "import sys; from magnets_tf.evaluation import sweep; \
 row = sweep.best_sampling(sweep.read_rows(sys.argv[1]))[sys.argv[2]]; \
 print(' '.join('--' + s for s in row['sampling'].split(';')))" \
       "$OUT/sweep_sampling/sweep.csv" "${SCHEDULE[$plan]}")
     # shellcheck disable=SC2086
-    stage "eval_${plan}_tuned" python tools/evaluate.py "${COMMON[@]}" $best \
+    stage "eval_${plan}_tuned" python tools/evaluate.py "${COMMON[@]}" --guidance_scale=2.0 $best \
       --schedule="${SCHEDULE[$plan]}" ${DECODE[$plan]} --output_dir="$OUT/eval/${plan}_tuned"
   done
 fi
