@@ -10,8 +10,8 @@ Families of points (paper Figure 7 and its ablations):
 - `nested`: every nested model alone for K steps without cache (paper Tables 7/8);
 - `scale_down`: schedules that shrink the model over the steps, each next to its scaling-up
   mirror with the same per-model steps, i.e. the same compute (paper Figure 7b);
-- `sampling`: the default schedule (cache, refreshed at model changes) and its MaskGIT++
-  baseline under every combination of a grid of sampling settings (guidance scale,
+- `sampling`: the given schedule (cache, refreshed at model changes) and its MaskGIT++
+  baseline with as many steps under every combination of a grid of sampling settings (guidance scale,
   temperatures, ...), so that both are tuned alike before they are compared.
 
 Each finished point is one CSV row, rewritten atomically, so a sweep can be interrupted
@@ -61,7 +61,7 @@ class SweepPoint:
     def key(self):
         """Identity of a point's result (the family is only a label)."""
         key = f"{self.schedule_text}|cache={int(self.use_cache)}|refresh={self.refresh}"
-        return key + "".join(f"|{name}={value:g}" for name, value in self.sampling)
+        return f"{key}|{self.sampling_text.replace(';', '|')}" if self.sampling else key
 
     def plan_kwargs(self):
         return dict(model_schedule=tuple((p, k) for p, k in self.schedule if k),
