@@ -15,7 +15,7 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "fashion_mni
 
 
 @pytest.mark.parametrize("model_dir, metrics", [
-    ("magnets_small", "magnets_small/metrics.json"), ("magnets", "metrics.json")])
+    ("magnets_reference", "magnets_reference/metrics.json"), ("magnets", "metrics.json")])
 def test_reference_model_matches_its_recorded_gflops_and_decodes(model_dir, metrics):
     model = load_transformer(str(CHECKPOINTS / model_dir))
     recorded = json.loads((CHECKPOINTS / metrics).read_text())

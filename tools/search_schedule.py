@@ -1,6 +1,6 @@
 r"""Searches the decode plan with the best FID under a compute budget: Pareto front + gin file.
 
-python tools/search_schedule.py --model_dir=checkpoints/fashion_mnist/magnets_small \
+python tools/search_schedule.py --model_dir=checkpoints/fashion_mnist/magnets_reference \
   --tokenizer_dir=checkpoints/fashion_mnist/tokenizer --reference=fashion_mnist:test \
   --budget_gflops=2.62 --guidance_scale=2.0 --batch_size=50 --output_dir=runs/search
 

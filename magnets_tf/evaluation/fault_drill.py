@@ -29,6 +29,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIN = os.path.join(ROOT, "gin", "fashion_mnist", "magnets_tiny.gin")
 REFERENCE = os.path.join(ROOT, "checkpoints", "fashion_mnist")
+# The committed reference transformer the export/sample drills load.
+REFERENCE_MODEL = os.path.join(REFERENCE, "magnets_reference")
 BASE_STEPS = 4
 # Not a run's data: rewritten by every run on purpose (`checkpoint` is the state file
 # listing the checkpoints; train_summary.json keeps earlier runs under "history"), and
@@ -418,12 +420,12 @@ class Drill:
 
     def png_inside_file(self):
         return self._output_is_a_file("png_parent_file", lambda path: self.tool(
-            "sample", f"--model_dir={os.path.join(REFERENCE, 'magnets_small')}",
+            "sample", f"--model_dir={REFERENCE_MODEL}",
             f"--tokenizer_dir={os.path.join(REFERENCE, 'tokenizer')}",
             f"--output={os.path.join(path, 'grid.png')}"), r"--output .* is inside .*, a file")
 
     def _reference_model_flags(self):
-        return (f"--transformer_dir={os.path.join(REFERENCE, 'magnets_small')}",
+        return (f"--transformer_dir={REFERENCE_MODEL}",
                 f"--tokenizer_dir={os.path.join(REFERENCE, 'tokenizer')}")
 
     def _on_full_disk(self, name, leave_bytes):
