@@ -84,8 +84,12 @@ def main():
     metrics, images = generation.evaluate_plan(
         model, plan, decode_fn, extractor, reference, FLAGS.num_samples, FLAGS.batch_size,
         seed=FLAGS.seed, jit_compile=FLAGS.jit_compile, classify=classify)
+    # Every sampling setting the row depends on, so that rows of a tuned setting say which.
     metrics.update(run_setting, refresh=plan.refresh, guidance_scale=plan.guidance_scale,
-                   guidance_steps=plan.guidance_steps)
+                   guidance_steps=plan.guidance_steps, guidance_lambda=plan.guidance_lambda,
+                   temperature_bias=plan.temperature_bias,
+                   temperature_scale=plan.temperature_scale,
+                   mask_temperature=plan.mask_temperature)
     add_gflops_ratio(metrics, model, plan)
     out = Path(FLAGS.output_dir)
     files.write_json(out / "metrics.json", metrics)

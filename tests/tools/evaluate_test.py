@@ -126,11 +126,13 @@ def test_gin_bindings_reach_the_plan_and_tensorboard(checkpoints, tmp_path):
     out = _run("evaluate.py", *_tiny_scoring(checkpoints, 4),
                "--gin_bindings=make_plan.num_steps=3",
                "--gin_bindings=make_plan.model_schedule='8:1,1:2'",
+               "--gin_bindings=make_plan.temperature_bias=0.25",
                f"--output_dir={tmp_path / 'eval'}", f"--tensorboard_dir={tmp_path / 'tb'}",
                "--tensorboard_step=7", env={"MAGNETS_TF_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["schedule"] == "8:1,1:2" and metrics["steps"] == 3
+    assert metrics["temperature_bias"] == 0.25 and metrics["temperature_scale"] == 0.8
     # The full model without cache over the plan; its metrics as TensorBoard scalars.
     assert metrics["gflops_ratio_vs_full_model"] > 1.0
     from magnets_tf.utils import event_files
