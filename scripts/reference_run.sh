@@ -15,7 +15,16 @@
 #   STEPS=20000 LEG_MINUTES=100 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     nohup bash scripts/reference_run.sh runs/small_20k >> runs/small_20k.log 2>&1 &
 #
-# The committed 6x128 reference (checkpoints/fashion_mnist/magnets_small) in three legs: 1500 steps
+# The reference model (checkpoints/fashion_mnist/magnets_reference): 8000 steps on one schedule,
+# re-run after each leg (docs/results.md):
+#   STEPS=8000 LEG_MINUTES=145 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_reference.gin \
+#     REUSE_TOKENIZER=checkpoints/fashion_mnist/tokenizer \
+#     SAVE_LEG_TO=checkpoints/fashion_mnist/legs/reference_8k \
+#     RESUME_FROM=checkpoints/fashion_mnist/legs/reference_8k \
+#     nohup bash scripts/reference_run.sh runs/reference_8k >> runs/reference_8k.log 2>&1 &
+#
+# The earlier 6x128 reference (magnets_small, replaced by checkpoints/fashion_mnist/magnets_reference)
+# in three legs: 1500 steps
 # (1 h 45 min with its evaluations)
 #   STEPS=1500 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     nohup bash scripts/reference_run.sh runs/reference_small > runs/reference_small.log 2>&1 &
@@ -23,7 +32,7 @@
 #   STEPS=3000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     RESUME_FROM=runs/reference_small/magnets \
 #     nohup bash scripts/reference_run.sh runs/reference_small_3k > runs/reference_small_3k.log 2>&1 &
-# and the same again from that run to 6000 steps (the committed model; RESUME_FROM restarts
+# and the same again from that run to 6000 steps (that model; RESUME_FROM restarts
 # the schedules, a warm restart: legs with LEG_MINUTES keep one schedule instead):
 #   STEPS=6000 GT_ONLY=0 GIN_FILE=gin/fashion_mnist/magnets_small.gin \
 #     RESUME_FROM=runs/reference_small_3k/magnets \
